@@ -1,0 +1,187 @@
+"""The Python API: load a backbone, iterate over frames, or run a configuration into sinks.
+
+    from fifo_core.api import RunConfig, generate, iter_frames
+
+    for frame in iter_frames(RunConfig(prompt="a red circle moving left", frames=16)):
+        ...                                   # 'h w 3' uint8 numpy arrays, one at a time
+
+    summary = generate(RunConfig(prompt="a red circle moving left", frames=200, sinks=["out.mp4"]))
+
+Everything is checked (backbone name, settings, sink targets) before a backbone is loaded or an
+output is created, so a bad configuration leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fifo_core.backbone import Backbone, BackboneSpec
+from fifo_core.config import PromptTimeline, ResolvedRun, RunConfig
+from fifo_core.errors import ConfigError, SinkError
+from fifo_core.plugins import Plugins, default_plugins
+from fifo_core.sampling import FifoSampler, IterationEvent
+from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
+
+__all__ = [
+    "FrameEvent",
+    "PromptTimeline",
+    "RunConfig",
+    "RunSummary",
+    "generate",
+    "iter_frames",
+    "load_backbone",
+    "make_sampler",
+]
+
+
+@dataclass(frozen=True)
+class FrameEvent:
+    """A video frame handed to the sinks; ``index`` counts from 0."""
+
+    index: int
+    frame: np.ndarray
+    seconds_since_start: float
+
+
+@dataclass
+class RunSummary:
+    """How a run ended."""
+
+    config: RunConfig
+    frames: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    error: BaseException | None = None
+    sink_failures: list[SinkFailure] = field(default_factory=list)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_backbone(name: str, options: dict[str, Any] | None = None, *, plugins: Plugins | None = None) -> Backbone:
+    """Create the backbone registered as ``name`` with its options."""
+    return (plugins or default_plugins()).backbone(name).create(options)
+
+
+def _timeline(config: RunConfig, plugins: Plugins) -> PromptTimeline:
+    if isinstance(config.prompt, PromptTimeline):
+        return config.prompt
+    resolved = plugins.resolve_prompt(config.prompt)
+    return resolved if resolved is not None else PromptTimeline.single(config.prompt)
+
+
+def make_sampler(
+    config: RunConfig,
+    *,
+    plugins: Plugins | None = None,
+    backbone: Backbone | None = None,
+    on_iteration: Callable[[IterationEvent], None] | None = None,
+) -> FifoSampler:
+    """A :class:`FifoSampler` for ``config``; pass ``backbone`` to reuse a loaded one."""
+    plugins = plugins or default_plugins()
+    spec = plugins.backbone(config.backbone)
+    run = config.resolve(spec.defaults)
+    timeline = _timeline(config, plugins)
+    return _sampler(config, run, timeline, backbone or spec.create(config.backbone_options), on_iteration)
+
+
+def _sampler(
+    config: RunConfig,
+    run: ResolvedRun,
+    timeline: PromptTimeline,
+    backbone: Backbone,
+    on_iteration: Callable[[IterationEvent], None] | None,
+) -> FifoSampler:
+    return FifoSampler(
+        backbone,
+        timeline,
+        layout=run.layout,
+        height=run.height,
+        width=run.width,
+        negative_prompt=config.negative_prompt,
+        guidance_scale=run.guidance_scale,
+        sampler=run.sampler,
+        eta=run.eta,
+        timestep_spacing=run.timestep_spacing,
+        seed=config.seed,
+        start=config.start,
+        max_batch=config.max_batch,
+        on_iteration=on_iteration,
+    )
+
+
+def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: Backbone | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames ``'h w 3'`` uint8 for ``config``: ``config.frames`` of them, or without end."""
+    return make_sampler(config, plugins=plugins, backbone=backbone).frames(config.frames)
+
+
+def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) -> list[tuple[SinkSpec, str]]:
+    if not config.sinks:
+        raise ConfigError("no output given; add --sink out.mp4 (or a folder/, or an rtmp:// URL)", field="sinks")
+    chosen = []
+    for target in config.sinks:
+        spec = plugins.sink_for(target)
+        try:
+            spec.sink_class.check_target(target, settings)
+        except SinkError as error:
+            raise ConfigError(str(error), field="sinks") from None
+        chosen.append((spec, target))
+    return chosen
+
+
+def generate(
+    config: RunConfig,
+    *,
+    plugins: Plugins | None = None,
+    backbone: Backbone | None = None,
+    on_frame: Callable[[FrameEvent], None] | None = None,
+    on_sink_failure: Callable[[SinkFailure], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> RunSummary:
+    """Run ``config`` into its sinks and return how it ended.
+
+    Ctrl-C (``KeyboardInterrupt``) ends the run cleanly: every sink is flushed and closed and the
+    summary says ``interrupted``. Other errors are re-raised after the sinks are closed.
+    """
+    plugins = plugins or default_plugins()
+    spec: BackboneSpec = plugins.backbone(config.backbone)
+    run = config.resolve(spec.defaults)
+    timeline = _timeline(config, plugins)
+    settings = SinkSettings(fps=run.fps)
+    chosen = _check_sinks(config, plugins, settings)
+    backbone = backbone or spec.create(config.backbone_options)
+    sampler = _sampler(config, run, timeline, backbone, plugins.iteration_done)
+
+    summary = RunSummary(config=config)
+    sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
+    fanout = SinkFanout(sinks, on_failure=on_sink_failure)
+    began = time.perf_counter()
+    try:
+        plugins.run_started(config=config, backbone=backbone)
+        if on_ready is not None:
+            on_ready()
+        for frame in sampler.frames(config.frames):
+            if not fanout.live_sinks:
+                raise SinkError("every sink has failed, so the run stops; see the errors above")
+            fanout.write(frame)
+            event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
+            summary.frames += 1
+            plugins.frame_written(event)
+            if on_frame is not None:
+                on_frame(event)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    except BaseException as error:
+        summary.error = error
+        raise
+    finally:
+        summary.sink_failures = fanout.close()
+        summary.seconds = time.perf_counter() - began
+        plugins.run_ended(summary=summary)
+    return summary

@@ -1,0 +1,138 @@
+"""The contract between the core and a video model: the ``Backbone`` protocol an adapter implements.
+
+An adapter is only what differs per model:
+
+* ``schedule``: its training noise schedule and prediction type (:mod:`fifo_core.schedule`);
+* ``defaults``: its native window ``f`` and default hyperparameters;
+* ``encode_prompt``: text to a conditioning object of the adapter's own type (cached by the core);
+* ``predict``: the model output for latents ``'b c f h w'`` with a timestep per frame ``'b f'``;
+* ``frame_decoder``: a stream that turns clean latent frames ``'c h w'`` into RGB frames
+  ``'h w 3'`` uint8; it may keep state between calls and may yield several video frames per latent
+  (temporally compressing VAEs), or none until it has enough latents.
+
+Everything else (queue, grid, partitioning, lookahead, guidance, scheduler steps) is the core's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fifo_core.errors import ConfigError
+from fifo_core.schedule import NoiseSchedule, TimestepSpacing
+from fifo_core.steps import SamplerName
+
+
+class BackboneDefaults(BaseModel):
+    """A backbone's native settings; every one can be overridden per run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    height: int = Field(gt=0, description="output height in pixels")
+    width: int = Field(gt=0, description="output width in pixels")
+    window: int = Field(gt=0, description="native window f: latent frames per model call")
+    partitions: int = Field(default=4, gt=0, description="latent partitions n; S = n * f levels")
+    lookahead: bool = True
+    sampler: SamplerName = "ddim"
+    eta: float = Field(default=1.0, ge=0)
+    guidance_scale: float = Field(default=7.5, ge=0)
+    fps: float = Field(default=8.0, gt=0)
+    timestep_spacing: TimestepSpacing = "trailing"
+    frames_per_latent: int = Field(default=1, gt=0, description="video frames each latent frame decodes to")
+
+
+@runtime_checkable
+class FrameDecoder(Protocol):
+    """A stream of decoded frames; one is opened per run."""
+
+    def decode(self, latent: torch.Tensor) -> Sequence[np.ndarray]:
+        """Decode one clean latent ``'c h w'``; return zero or more frames ``'h w 3'`` uint8."""
+
+    def flush(self) -> Sequence[np.ndarray]:
+        """Return the frames still held back when the run ends."""
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    schedule: NoiseSchedule
+    defaults: BackboneDefaults
+    device: torch.device
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """``(c, h, w)`` of one latent frame for a video of ``height x width`` pixels."""
+
+    def encode_prompt(self, prompt: str) -> Any:
+        """Encode one prompt; the result is passed back to :meth:`predict` unchanged."""
+
+    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[Any]) -> torch.Tensor:
+        """Model output ``'b c f h w'`` for ``latents`` ``'b c f h w'`` and ``timesteps`` ``'b f'``.
+
+        ``conditioning`` holds one encoded prompt per batch row (rows may differ: guidance puts
+        the negative prompt in half of them, prompt timelines give windows different prompts).
+        """
+
+    def frame_decoder(self) -> FrameDecoder:
+        """Open a decoding stream for one run."""
+
+
+class StatelessDecoder:
+    """A :class:`FrameDecoder` for backbones that decode each latent frame on its own."""
+
+    def __init__(self, decode_one: Callable[[torch.Tensor], np.ndarray | Sequence[np.ndarray]]) -> None:
+        self._decode_one = decode_one
+
+    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
+        frames = self._decode_one(latent)
+        return [frames] if isinstance(frames, np.ndarray) else list(frames)
+
+    def flush(self) -> list[np.ndarray]:
+        return []
+
+
+def to_uint8_frame(image: torch.Tensor) -> np.ndarray:
+    """``'3 h w'`` floats in ``[-1, 1]`` to ``'h w 3'`` uint8."""
+    pixels = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return pixels.permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a plugin registers: a name, a factory and what can be shown without loading weights.
+
+    ``options`` is a pydantic model (``extra="forbid"``) of the factory's keyword arguments, or
+    ``None`` when the factory takes none.
+    """
+
+    name: str
+    factory: Callable[..., Backbone]
+    defaults: BackboneDefaults
+    options: type[BaseModel] | None = None
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    plugin: str = field(default="", compare=False)
+
+    def create(self, options: dict[str, Any] | None = None) -> Backbone:
+        options = dict(options or {})
+        if self.options is None:
+            if options:
+                raise ConfigError(
+                    f"backbone {self.name!r} takes no options, got {sorted(options)}; remove them",
+                    field="backbone_options",
+                )
+            return self.factory()
+        try:
+            parsed = self.options(**options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            allowed = ", ".join(sorted(self.options.model_fields)) or "none"
+            raise ConfigError(
+                f"backbone {self.name!r} option {where!r}: {first['msg']}; its options are: {allowed}",
+                field="backbone_options",
+            ) from None
+        return self.factory(**parsed.model_dump())

@@ -1,0 +1,187 @@
+"""The ``fifo-diffusion`` command: ``generate``, ``backbones``, ``sinks``, ``schema``.
+
+A thin layer over :mod:`fifo_core.api`: flags become a :class:`RunConfig`; any
+:class:`FifoError` is printed as one line naming the field and the fix, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+from fifo_core.api import FrameEvent, RunConfig, generate
+from fifo_core.config import json_schema, load_config_file
+from fifo_core.errors import FifoError
+from fifo_core.plugins import default_plugins
+from fifo_core.sink import SinkFailure
+
+EXIT_CONFIG_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(error: FifoError) -> None:
+    click.echo(f"error: {error.one_line()}", err=True)
+    sys.exit(EXIT_CONFIG_ERROR)
+
+
+def _option_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _backbone_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(FifoError(f"--option takes KEY=VALUE, got {pair!r}; for example --option dtype=float16", field="backbone_options"))
+        options[key.strip().replace("-", "_")] = _option_value(value)
+    return options
+
+
+class _Progress:
+    """A progress bar on stderr: frames done, frames per second and, when bounded, the ETA."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.bar = None
+
+    def start(self) -> None:
+        """Shown only once the run is checked and loaded, so errors are not mixed with a bar."""
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="frame", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+    def frame(self, event: FrameEvent) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C, so sinks are flushed and outputs stay playable."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fifo-diffusion")
+def main() -> None:
+    """Videos of unbounded length from text-to-video diffusion models (FIFO-Diffusion)."""
+
+
+@main.command("generate")
+@click.argument("prompt", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON file of settings; flags win over it.")
+@click.option("--backbone", "-b", help="Backbone name (see `fifo-diffusion backbones`).")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backbone option, repeatable.")
+@click.option("--frames", type=int, help="Video frames to generate; leave out to run until Ctrl-C.")
+@click.option("--n", "partitions", type=int, help="Latent partitions n (S = n*f levels).")
+@click.option("--f", "window", type=int, help="Window f in latent frames.")
+@click.option("--lookahead/--no-lookahead", default=None, help="Lookahead denoising (default: the backbone's).")
+@click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale; 1 turns it off.")
+@click.option("--negative-prompt", help="Prompt for the unconditional half of guidance.")
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "euler"]), help="Per-frame scheduler step.")
+@click.option("--eta", type=float, help="DDIM eta (ddim sampler only).")
+@click.option("--seed", type=int, help="Seed; the seed alone determines the output.")
+@click.option("--fps", type=float, help="Frame rate written to the sinks.")
+@click.option("--height", type=int)
+@click.option("--width", type=int)
+@click.option("--start", type=click.Choice(["ramp", "clip"]), help="Queue start: pure-noise ramp or the reference's clip.")
+@click.option("--max-batch", type=int, help="Most window rows per model call (caps memory).")
+@click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def generate_command(prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+    """Generate a video for PROMPT into one or more sinks."""
+    try:
+        values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+        values |= {key: value for key, value in flags.items() if value is not None}
+        if prompt is not None:
+            values["prompt"] = prompt
+        if "prompt" not in values:
+            raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
+        if options:
+            values["backbone_options"] = values.get("backbone_options", {}) | _backbone_options(options)
+        if sinks:
+            values["sinks"] = list(sinks)
+        config = RunConfig.parse(values)
+        plugins = default_plugins()
+        plugins.report_failures()
+        progress = _Progress(config.frames, enabled=not quiet)
+        _stop_on_sigterm()
+
+        def sink_failed(failure: SinkFailure) -> None:
+            click.echo(f"\nwarning: {failure.describe()}", err=True)
+
+        try:
+            summary = generate(
+                config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start
+            )
+        finally:
+            progress.close()
+    except FifoError as error:
+        _fail(error)
+    rate = f"{summary.frames_per_second:.2f} frames/s"
+    if summary.interrupted:
+        click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(f"wrote {summary.frames} frames to {', '.join(config.sinks)} ({rate})", err=True)
+    if summary.sink_failures:
+        sys.exit(1)
+
+
+@main.command("backbones")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backbones_command(as_json: bool) -> None:
+    """List installed backbones and their defaults."""
+    plugins = default_plugins()
+    plugins.report_failures()
+    specs = plugins.backbones()
+    if as_json:
+        click.echo(json.dumps({name: {"plugin": spec.plugin, "description": spec.description, "aliases": list(spec.aliases), "defaults": spec.defaults.model_dump()} for name, spec in specs.items()}, indent=2))
+        return
+    for name, spec in specs.items():
+        aliases = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
+        click.echo(f"{name}{aliases}  [{spec.plugin}]")
+        if spec.description:
+            click.echo(f"    {spec.description}")
+        d = spec.defaults
+        click.echo(
+            f"    {d.width}x{d.height}, f={d.window}, n={d.partitions}, lookahead={'on' if d.lookahead else 'off'}, "
+            f"sampler={d.sampler}, eta={d.eta:g}, guidance={d.guidance_scale:g}, fps={d.fps:g}"
+        )
+        if spec.options is not None:
+            click.echo(f"    options: {', '.join(spec.options.model_fields)}")
+
+
+@main.command("sinks")
+def sinks_command() -> None:
+    """List installed sinks, in the order they are tried against a --sink target."""
+    plugins = default_plugins()
+    plugins.report_failures()
+    for spec in plugins.sinks():
+        click.echo(f"{spec.name}  [{spec.plugin}]  {spec.description}")
+
+
+@main.command("schema")
+def schema_command() -> None:
+    """Print the JSON schema of the run configuration (for --config files)."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

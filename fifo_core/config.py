@@ -1,0 +1,221 @@
+"""Run configuration, parsed and validated once at the edge (command line, file or Python).
+
+``RunConfig`` holds what the user asked for; fields left ``None`` take the backbone's defaults in
+:meth:`RunConfig.resolve`, which returns a fully specified :class:`ResolvedRun`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fifo_core.backbone import BackboneDefaults
+from fifo_core.errors import ConfigError
+from fifo_core.partition import QueueLayout
+from fifo_core.schedule import TimestepSpacing
+from fifo_core.steps import SamplerName
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_BACKBONE = "gaussian-ar1"
+
+QueueStart = Literal["ramp", "clip"]
+
+
+class TimedPrompt(BaseModel):
+    """A prompt in force from output frame ``start`` on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: int = Field(ge=0, description="first output frame the prompt applies to")
+    prompt: str = Field(min_length=1)
+
+
+class PromptTimeline(BaseModel):
+    """Prompts over time; the first starts at frame 0. A frame entering the queue is tied to the
+    prompt in force at its position in the video, so scenes change smoothly (paper, appendix E.1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entries: tuple[TimedPrompt, ...] = Field(min_length=1)
+
+    @field_validator("entries")
+    @classmethod
+    def _ordered_from_zero(cls, entries: tuple[TimedPrompt, ...]) -> tuple[TimedPrompt, ...]:
+        entries = tuple(sorted(entries, key=lambda entry: entry.start))
+        if entries[0].start != 0:
+            raise ValueError(f"the first prompt must start at frame 0, not {entries[0].start}")
+        starts = [entry.start for entry in entries]
+        if len(set(starts)) != len(starts):
+            raise ValueError("two prompts start at the same frame; give each a distinct start")
+        return entries
+
+    @classmethod
+    def single(cls, prompt: str) -> PromptTimeline:
+        return cls(entries=(TimedPrompt(start=0, prompt=prompt),))
+
+    def prompt_at(self, frame: int) -> str:
+        current = self.entries[0].prompt
+        for entry in self.entries:
+            if entry.start > frame:
+                break
+            current = entry.prompt
+        return current
+
+    @property
+    def prompts(self) -> list[str]:
+        return [entry.prompt for entry in self.entries]
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs. ``None`` means "the backbone's default"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | PromptTimeline = Field(description="text prompt, or a timeline of prompts")
+    negative_prompt: str = Field(default="", description="prompt for the unconditional half of guidance")
+    backbone: str = Field(default=DEFAULT_BACKBONE, min_length=1, description="registered backbone name")
+    backbone_options: dict[str, Any] = Field(default_factory=dict, description="backbone-specific options")
+    frames: int | None = Field(default=None, ge=1, description="video frames to generate; None runs until stopped")
+    partitions: int | None = Field(default=None, ge=1, description="latent partitions n")
+    window: int | None = Field(default=None, ge=1, description="window f in latent frames")
+    lookahead: bool | None = Field(default=None, description="lookahead denoising")
+    guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance; 1 disables it")
+    sampler: SamplerName | None = None
+    eta: float | None = Field(default=None, ge=0, description="DDIM stochasticity (ddim sampler only)")
+    timestep_spacing: TimestepSpacing | None = None
+    seed: int = Field(default=0, ge=0, description="the seed alone determines the output")
+    fps: float | None = Field(default=None, gt=0, description="frame rate of the sinks")
+    height: int | None = Field(default=None, gt=0)
+    width: int | None = Field(default=None, gt=0)
+    start: QueueStart = Field(default="ramp", description="queue start: 'ramp' (pure noise) or 'clip' (reference)")
+    max_batch: int | None = Field(default=None, ge=1, description="most window rows per model call")
+    sinks: list[str] = Field(default_factory=list, description="output targets: file.mp4, folder/, rtmp://...")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _timeline_from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return PromptTimeline(entries=tuple(TimedPrompt(**entry) if isinstance(entry, dict) else entry for entry in value))
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the prompt is empty; describe the video to generate")
+        return value
+
+    @model_validator(mode="after")
+    def _sinks_distinct(self) -> RunConfig:
+        if len(set(self.sinks)) != len(self.sinks):
+            raise ValueError("the same sink target is given twice; each --sink needs its own target")
+        return self
+
+    @property
+    def timeline(self) -> PromptTimeline:
+        return self.prompt if isinstance(self.prompt, PromptTimeline) else PromptTimeline.single(self.prompt)
+
+    def resolve(self, defaults: BackboneDefaults) -> ResolvedRun:
+        """Fill unset fields from the backbone's defaults and check how they fit together."""
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        layout = QueueLayout(
+            window=pick(self.window, defaults.window),
+            partitions=pick(self.partitions, defaults.partitions),
+            lookahead=pick(self.lookahead, defaults.lookahead),
+        )
+        sampler = pick(self.sampler, defaults.sampler)
+        if self.eta is not None and sampler != "ddim":
+            raise ConfigError(f"eta applies to the ddim sampler only, and the sampler is {sampler!r}; drop --eta", field="eta")
+        return ResolvedRun(
+            layout=layout,
+            guidance_scale=pick(self.guidance_scale, defaults.guidance_scale),
+            sampler=sampler,
+            eta=pick(self.eta, defaults.eta),
+            timestep_spacing=pick(self.timestep_spacing, defaults.timestep_spacing),
+            fps=pick(self.fps, defaults.fps),
+            height=pick(self.height, defaults.height),
+            width=pick(self.width, defaults.width),
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
+        """Read a TOML or JSON file; ``overrides`` (e.g. command-line flags) win over it."""
+        return cls.parse(load_config_file(path) | overrides)
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> RunConfig:
+        """Validate ``values``; a problem becomes one :class:`ConfigError` naming the field."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise config_error(error) from None
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A run's settings with every default filled in."""
+
+    layout: QueueLayout
+    guidance_scale: float
+    sampler: SamplerName
+    eta: float
+    timestep_spacing: TimestepSpacing
+    fps: float
+    height: int
+    width: int
+
+
+_FIXES = {
+    "frames": "pass a positive count, or leave --frames out to run until stopped",
+    "partitions": "pass a positive whole number with --n",
+    "window": "pass a positive whole number with --f",
+    "seed": "pass a whole number >= 0 with --seed",
+    "fps": "pass a positive frame rate with --fps",
+    "guidance_scale": "pass a number >= 0 with --guidance (1 turns guidance off)",
+    "sinks": "give each output once with --sink",
+    "prompt": "pass the prompt as the first argument",
+}
+
+
+def config_error(error: ValidationError) -> ConfigError:
+    """One readable line for the first problem pydantic found."""
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"] if not str(part).startswith("function-")]
+    field = location[0] if location else None
+    message = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    if field is not None and not isinstance(given, (dict, list)) and first["type"] != "missing":
+        message = f"{message} (got {given!r})"
+    if first["type"] == "extra_forbidden":
+        message = f"unknown setting; valid settings are: {', '.join(RunConfig.model_fields)}"
+    fix = _FIXES.get(field or "")
+    return ConfigError(f"{message}; {fix}" if fix else message, field=".".join(location) or None)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {str(path)!r}: {error.strerror}", field="config") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path} must hold a JSON object of settings", field="config")
+            return values
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path} is not valid {path.suffix[1:].upper()}: {error}", field="config") from None
+    raise ConfigError(f"configuration files must end in .toml or .json, got {str(path)!r}", field="config")
+
+
+def json_schema() -> dict[str, Any]:
+    return RunConfig.model_json_schema()

@@ -1,0 +1,31 @@
+"""Errors that teach: each says what was wrong, what was expected and how to fix it."""
+
+from __future__ import annotations
+
+
+class FifoError(Exception):
+    """Base class of every error fifo-diffusion raises on purpose.
+
+    ``field`` names the configuration field at fault, when there is one, so the command line
+    can print ``error: <field>: <message>`` on one line.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def one_line(self) -> str:
+        text = " ".join(str(self).split())
+        return f"{self.field}: {text}" if self.field else text
+
+
+class ConfigError(FifoError):
+    """A run parameter is invalid; raised before any output is created."""
+
+
+class PluginError(FifoError):
+    """A plugin failed to load or to register, or asked for something the core cannot give."""
+
+
+class SinkError(FifoError):
+    """A sink refused its target, or failed while writing."""

@@ -1,0 +1,1 @@
+"""Prompt timelines from text files: ``fifo-diffusion generate @story.txt``."""
