@@ -22,6 +22,7 @@ import numpy as np
 
 from fifo_core.backbone import Backbone, BackboneSpec
 from fifo_core.config import PromptTimeline, ResolvedRun, RunConfig
+from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError, SinkError
 from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler, IterationEvent
@@ -82,13 +83,15 @@ def make_sampler(
     plugins: Plugins | None = None,
     backbone: Backbone | None = None,
     on_iteration: Callable[[IterationEvent], None] | None = None,
+    group: WindowGroup | None = None,
 ) -> FifoSampler:
-    """A :class:`FifoSampler` for ``config``; pass ``backbone`` to reuse a loaded one."""
+    """A :class:`FifoSampler` for ``config``; pass ``backbone`` to reuse a loaded one and
+    ``group`` to share the windows with other processes."""
     plugins = plugins or default_plugins()
     spec = plugins.backbone(config.backbone)
     run = config.resolve(spec.defaults)
     timeline = _timeline(config, plugins)
-    return _sampler(config, run, timeline, backbone or spec.create(config.backbone_options), on_iteration)
+    return _sampler(config, run, timeline, backbone or spec.create(config.backbone_options), on_iteration, group)
 
 
 def _sampler(
@@ -97,6 +100,7 @@ def _sampler(
     timeline: PromptTimeline,
     backbone: Backbone,
     on_iteration: Callable[[IterationEvent], None] | None,
+    group: WindowGroup | None = None,
 ) -> FifoSampler:
     return FifoSampler(
         backbone,
@@ -113,6 +117,7 @@ def _sampler(
         start=config.start,
         max_batch=config.max_batch,
         on_iteration=on_iteration,
+        group=group,
     )
 
 
@@ -143,6 +148,7 @@ def generate(
     on_frame: Callable[[FrameEvent], None] | None = None,
     on_sink_failure: Callable[[SinkFailure], None] | None = None,
     on_ready: Callable[[], None] | None = None,
+    group: WindowGroup | None = None,
 ) -> RunSummary:
     """Run ``config`` into its sinks and return how it ended.
 
@@ -155,8 +161,10 @@ def generate(
     timeline = _timeline(config, plugins)
     settings = SinkSettings(fps=run.fps)
     chosen = _check_sinks(config, plugins, settings)
+    if group is not None and not group.is_main:
+        chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = _sampler(config, run, timeline, backbone, plugins.iteration_done)
+    sampler = _sampler(config, run, timeline, backbone, plugins.iteration_done, group)
 
     summary = RunSummary(config=config)
     sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
@@ -167,7 +175,7 @@ def generate(
         if on_ready is not None:
             on_ready()
         for frame in sampler.frames(config.frames):
-            if not fanout.live_sinks:
+            if chosen and not fanout.live_sinks:
                 raise SinkError("every sink has failed, so the run stops; see the errors above")
             fanout.write(frame)
             event = FrameEvent(summary.frames, frame, time.perf_counter() - began)

@@ -15,6 +15,7 @@ import click
 
 from fifo_core.api import FrameEvent, RunConfig, generate
 from fifo_core.config import json_schema, load_config_file
+from fifo_core.distributed import WindowGroup
 from fifo_core.errors import FifoError
 from fifo_core.plugins import default_plugins
 from fifo_core.sink import SinkFailure
@@ -119,9 +120,10 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
         if sinks:
             values["sinks"] = list(sinks)
         config = RunConfig.parse(values)
+        group = WindowGroup.from_environment()  # set up by torchrun; None for one process
         plugins = default_plugins()
         plugins.report_failures()
-        progress = _Progress(config.frames, enabled=not quiet)
+        progress = _Progress(config.frames, enabled=not quiet and (group is None or group.is_main))
         _stop_on_sigterm()
 
         def sink_failed(failure: SinkFailure) -> None:
@@ -129,12 +131,15 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
 
         try:
             summary = generate(
-                config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start
+                config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start,
+                group=group,
             )
         finally:
             progress.close()
     except FifoError as error:
         _fail(error)
+    if group is not None and not group.is_main:
+        return  # rank 0 reports for the whole group
     rate = f"{summary.frames_per_second:.2f} frames/s"
     if summary.interrupted:
         click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)

@@ -27,6 +27,7 @@ import torch
 
 from fifo_core.backbone import Backbone
 from fifo_core.config import PromptTimeline, QueueStart
+from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError
 from fifo_core.partition import QueueLayout, Window
 from fifo_core.queue import LatentQueue
@@ -66,7 +67,8 @@ class FifoSampler:
     """Runs FIFO-Diffusion with one backbone. Create one per video.
 
     Arguments are the resolved run settings (see :class:`fifo_core.config.RunConfig`).
-    ``on_iteration`` receives an :class:`IterationEvent` after each iteration.
+    ``on_iteration`` receives an :class:`IterationEvent` after each iteration. With ``group``
+    (see :mod:`fifo_core.distributed`) each process evaluates a share of every iteration's windows.
     """
 
     def __init__(
@@ -86,8 +88,10 @@ class FifoSampler:
         start: QueueStart = "ramp",
         max_batch: int | None = None,
         on_iteration: Callable[[IterationEvent], None] | None = None,
+        group: WindowGroup | None = None,
     ) -> None:
         self.backbone = backbone
+        self.group = group
         self.timeline = prompt if isinstance(prompt, PromptTimeline) else PromptTimeline.single(prompt)
         self.layout = layout
         self.negative_prompt = negative_prompt
@@ -159,6 +163,17 @@ class FifoSampler:
         conditional, unconditional = output.chunk(2)
         return unconditional + self.guidance_scale * (conditional - unconditional)
 
+    def _window_outputs(self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """:meth:`_guided_prediction` for every window, shared out over the group's ranks."""
+        if self.group is None:
+            return self._guided_prediction(latents, timesteps, prompts)
+        rows = self.group.my_rows(len(prompts))
+        if rows:
+            mine = self._guided_prediction(latents[rows], timesteps[rows], [prompts[row] for row in rows])
+        else:
+            mine = latents[:0].float()
+        return self.group.gather_rows(mine, len(prompts))
+
     # -- queue start -----------------------------------------------------------------------
 
     def _ramp_queue(self) -> LatentQueue:
@@ -219,7 +234,7 @@ class FifoSampler:
         latents = torch.stack([queue.latents[w.read_start : w.read_stop] for w in windows]).permute(0, 2, 1, 3, 4)
         timesteps = torch.stack([self._timesteps[queue.levels[w.read_start : w.read_stop]] for w in windows])
         prompts = [self._window_prompt(queue, w) for w in windows]
-        output = self._guided_prediction(latents, timesteps.to(device), prompts).permute(0, 2, 1, 3, 4)
+        output = self._window_outputs(latents, timesteps.to(device), prompts).permute(0, 2, 1, 3, 4)
         model_output = torch.zeros_like(queue.latents)
         for row, window in enumerate(windows):
             model_output[window.write_start : window.write_stop] = output[row, window.write_start - window.read_start :]
