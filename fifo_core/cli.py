@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from fifo_core.api import FrameEvent, RunConfig, generate
+from fifo_core.api import FrameEvent, RunConfig, RunSummary, generate
 from fifo_core.config import json_schema, load_config_file
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import FifoError
@@ -85,68 +86,134 @@ def main() -> None:
     """Videos of unbounded length from text-to-video diffusion models (FIFO-Diffusion)."""
 
 
-@main.command("generate")
-@click.argument("prompt", required=False)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON file of settings; flags win over it.")
-@click.option("--backbone", "-b", help="Backbone name (see `fifo-diffusion backbones`).")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backbone option, repeatable.")
-@click.option("--frames", type=int, help="Video frames to generate; leave out to run until Ctrl-C.")
-@click.option("--n", "partitions", type=int, help="Latent partitions n (S = n*f levels).")
-@click.option("--f", "window", type=int, help="Window f in latent frames.")
-@click.option("--lookahead/--no-lookahead", default=None, help="Lookahead denoising (default: the backbone's).")
-@click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale; 1 turns it off.")
-@click.option("--negative-prompt", help="Prompt for the unconditional half of guidance.")
-@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "euler"]), help="Per-frame scheduler step.")
-@click.option("--eta", type=float, help="DDIM eta (ddim sampler only).")
-@click.option("--seed", type=int, help="Seed; the seed alone determines the output.")
-@click.option("--fps", type=float, help="Frame rate written to the sinks.")
-@click.option("--height", type=int)
-@click.option("--width", type=int)
-@click.option("--start", type=click.Choice(["ramp", "clip"]), help="Queue start: pure-noise ramp or the reference's clip.")
-@click.option("--max-batch", type=int, help="Most window rows per model call (caps memory).")
-@click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def generate_command(prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
-    """Generate a video for PROMPT into one or more sinks."""
+def _run_options(command):
+    """The settings shared by ``generate`` and ``generate-many``."""
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON file of settings; flags win over it."),
+        click.option("--backbone", "-b", help="Backbone name (see `fifo-diffusion backbones`)."),
+        click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backbone option, repeatable."),
+        click.option("--frames", type=int, help="Video frames to generate; leave out to run until Ctrl-C."),
+        click.option("--n", "partitions", type=int, help="Latent partitions n (S = n*f levels)."),
+        click.option("--f", "window", type=int, help="Window f in latent frames."),
+        click.option("--lookahead/--no-lookahead", default=None, help="Lookahead denoising (default: the backbone's)."),
+        click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale; 1 turns it off."),
+        click.option("--negative-prompt", help="Prompt for the unconditional half of guidance."),
+        click.option("--sampler", type=click.Choice(["ddim", "ddpm", "euler"]), help="Per-frame scheduler step."),
+        click.option("--eta", type=float, help="DDIM eta (ddim sampler only)."),
+        click.option("--seed", type=int, help="Seed; the seed alone determines the output."),
+        click.option("--fps", type=float, help="Frame rate written to the sinks."),
+        click.option("--height", type=int),
+        click.option("--width", type=int),
+        click.option("--start", type=click.Choice(["ramp", "clip"]), help="Queue start: pure-noise ramp or the reference's clip."),
+        click.option("--max-batch", type=int, help="Most window rows per model call (caps memory)."),
+        click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _settings(config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
+    """Settings from the config file, then the flags given (flags win)."""
+    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    values |= {key: value for key, value in flags.items() if value is not None}
+    if options:
+        values["backbone_options"] = values.get("backbone_options", {}) | _backbone_options(options)
+    if sinks:
+        values["sinks"] = list(sinks)
+    return values
+
+
+def _run(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummary:
+    plugins = default_plugins()
+    plugins.report_failures()
+    progress = _Progress(config.frames, enabled=not quiet and (group is None or group.is_main))
+
+    def sink_failed(failure: SinkFailure) -> None:
+        click.echo(f"\nwarning: {failure.describe()}", err=True)
+
     try:
-        values: dict[str, Any] = load_config_file(config_file) if config_file else {}
-        values |= {key: value for key, value in flags.items() if value is not None}
-        if prompt is not None:
-            values["prompt"] = prompt
-        if "prompt" not in values:
-            raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
-        if options:
-            values["backbone_options"] = values.get("backbone_options", {}) | _backbone_options(options)
-        if sinks:
-            values["sinks"] = list(sinks)
-        config = RunConfig.parse(values)
-        group = WindowGroup.from_environment()  # set up by torchrun; None for one process
-        plugins = default_plugins()
-        plugins.report_failures()
-        progress = _Progress(config.frames, enabled=not quiet and (group is None or group.is_main))
-        _stop_on_sigterm()
+        return generate(
+            config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start,
+            group=group,
+        )
+    finally:
+        progress.close()
 
-        def sink_failed(failure: SinkFailure) -> None:
-            click.echo(f"\nwarning: {failure.describe()}", err=True)
 
-        try:
-            summary = generate(
-                config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start,
-                group=group,
-            )
-        finally:
-            progress.close()
-    except FifoError as error:
-        _fail(error)
-    if group is not None and not group.is_main:
-        return  # rank 0 reports for the whole group
+def _report(summary: RunSummary) -> None:
     rate = f"{summary.frames_per_second:.2f} frames/s"
     if summary.interrupted:
         click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(f"wrote {summary.frames} frames to {', '.join(config.sinks)} ({rate})", err=True)
+    click.echo(f"wrote {summary.frames} frames to {', '.join(summary.config.sinks)} ({rate})", err=True)
+
+
+@main.command("generate")
+@click.argument("prompt", required=False)
+@_run_options
+def generate_command(prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+    """Generate a video for PROMPT into one or more sinks.
+
+    Under torchrun, every process shares each iteration's windows and rank 0 writes the sinks.
+    """
+    try:
+        values = _settings(config_file, options, sinks, flags)
+        if prompt is not None:
+            values["prompt"] = prompt
+        if "prompt" not in values:
+            raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
+        config = RunConfig.parse(values)
+        group = WindowGroup.from_environment()  # set up by torchrun; None for one process
+        _stop_on_sigterm()
+        summary = _run(config, group, quiet)
+    except FifoError as error:
+        _fail(error)
+    if group is not None and not group.is_main:
+        return  # rank 0 reports for the whole group
+    _report(summary)
     if summary.sink_failures:
         sys.exit(1)
+
+
+@main.command("generate-many")
+@click.argument("prompts_file", type=click.Path(dir_okay=False))
+@_run_options
+def generate_many_command(prompts_file: str, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+    """One video per line of PROMPTS_FILE; sink targets take {index} (and {index:03d}).
+
+    Under torchrun the prompts are spread over the processes, one whole video each.
+    """
+    try:
+        try:
+            prompts = [line.strip() for line in Path(prompts_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as error:
+            raise FifoError(f"cannot read {prompts_file!r}: {error.strerror}", field="prompts_file") from None
+        if not prompts:
+            raise FifoError(f"{prompts_file} holds no prompts; write one prompt per line", field="prompts_file")
+        values = _settings(config_file, options, sinks, flags)
+        targets = values.get("sinks", [])
+        if not targets or not all("{index" in target for target in targets):
+            raise FifoError(
+                "each --sink of generate-many needs an {index} placeholder so videos do not overwrite each other, "
+                "for example --sink 'videos/{index:03d}.mp4'",
+                field="sinks",
+            )
+        configs = [
+            RunConfig.parse(values | {"prompt": prompt, "sinks": [target.format(index=index) for target in targets]})
+            for index, prompt in enumerate(prompts)
+        ]
+        group = WindowGroup.from_environment()
+        rank, world = (group.rank, group.world_size) if group else (0, 1)
+        _stop_on_sigterm()
+        for config in configs[rank::world]:
+            summary = _run(config, None, quiet)
+            if summary.interrupted:
+                _report(summary)
+            click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+    except FifoError as error:
+        _fail(error)
 
 
 @main.command("backbones")

@@ -118,16 +118,16 @@ def test_backbones_lists_defaults_and_sinks_lists_targets() -> None:
     runner = CliRunner()
     listing = runner.invoke(main, ["backbones", "--json"])
     assert listing.exit_code == 0
-    backbones = json.loads(listing.output)
+    backbones = json.loads(listing.stdout)
     assert backbones["gaussian-ar1"]["defaults"]["window"] == 8
     sinks = runner.invoke(main, ["sinks"])
     assert sinks.exit_code == 0
-    assert {"mp4", "images", "rtmp"} <= {line.split()[0] for line in sinks.output.splitlines()}
+    assert {"mp4", "images", "rtmp"} <= {line.split()[0] for line in sinks.stdout.splitlines()}
 
 
 def test_schema_is_the_run_configuration_schema() -> None:
     result = CliRunner().invoke(main, ["schema"])
-    schema = json.loads(result.output)
+    schema = json.loads(result.stdout)
     assert {"prompt", "frames", "partitions", "window", "lookahead", "sinks"} <= set(schema["properties"])
 
 

@@ -82,3 +82,21 @@ def test_torchrun_cli_writes_one_video_from_rank_zero(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames == 20
+
+
+@pytest.mark.timeout(240)
+def test_torchrun_generate_many_spreads_prompts_one_video_each(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\na green triangle\n")
+    env = dict(os.environ, FIFO_DIFFUSION_PLUGINS="gaussian,sinks", OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(free_port()), "-m", "fifo_core.cli", "generate-many", str(prompts), "--frames", "6",
+         "--sink", f"{tmp_path}/video_{{index}}/", "-q"],
+        env=env, capture_output=True, text=True, timeout=220,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[rank 0] a red circle" in result.stderr and "[rank 1] a blue square" in result.stderr
+    assert "[rank 0] a green triangle" in result.stderr
+    for index in range(3):
+        assert len(list((tmp_path / f"video_{index}").glob("*.png"))) == 6
