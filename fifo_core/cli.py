@@ -234,7 +234,8 @@ def backbones_command(as_json: bool) -> None:
         d = spec.defaults
         click.echo(
             f"    {d.width}x{d.height}, f={d.window}, n={d.partitions}, lookahead={'on' if d.lookahead else 'off'}, "
-            f"sampler={d.sampler}, eta={d.eta:g}, guidance={d.guidance_scale:g}, fps={d.fps:g}"
+            f"sampler={d.sampler}, eta={d.eta:g}, guidance={d.guidance_scale:g}, fps={d.fps:g}, "
+            f"frames per latent={d.frames_per_latent}"
         )
         if spec.options is not None:
             click.echo(f"    options: {', '.join(spec.options.model_fields)}")

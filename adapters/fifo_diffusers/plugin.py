@@ -1,0 +1,93 @@
+"""Registers the diffusers video backbones through the ``fifo_diffusion`` entry point.
+
+Importing this module is cheap: diffusers and transformers load only when a backbone is created.
+"""
+
+from fifo_core.plugins import hookimpl
+from fifo_diffusers.defaults import (
+    ANIMATEDIFF_DEFAULTS,
+    MODELSCOPE_DEFAULTS,
+    WAN_1_3B_DEFAULTS,
+    WAN_14B_DEFAULTS,
+    ZEROSCOPE_DEFAULTS,
+    AnimateDiffOptions,
+    ModelScopeOptions,
+    Wan13BOptions,
+    Wan14BOptions,
+    ZeroscopeOptions,
+)
+
+
+def _zeroscope(**options):
+    from fifo_diffusers.unet3d import UNet3DBackbone
+
+    return UNet3DBackbone.load(ZEROSCOPE_DEFAULTS, **options)
+
+
+def _modelscope(**options):
+    from fifo_diffusers.unet3d import UNet3DBackbone
+
+    return UNet3DBackbone.load(MODELSCOPE_DEFAULTS, **options)
+
+
+def _wan_1_3b(**options):
+    from fifo_diffusers.wan import WanBackbone
+
+    return WanBackbone.load(WAN_1_3B_DEFAULTS, **options)
+
+
+def _wan_14b(**options):
+    from fifo_diffusers.wan import WanBackbone
+
+    return WanBackbone.load(WAN_14B_DEFAULTS, **options)
+
+
+def _animatediff(**options):
+    from fifo_diffusers.animatediff import AnimateDiffBackbone
+
+    return AnimateDiffBackbone.load(ANIMATEDIFF_DEFAULTS, **options)
+
+
+@hookimpl
+def register_backbones(register):
+    register(
+        "zeroscope-v2-576w",
+        _zeroscope,
+        defaults=ZEROSCOPE_DEFAULTS,
+        options=ZeroscopeOptions,
+        description="zeroscope v2 576w (diffusers UNet3DConditionModel), per-frame time embedding shim; 1 frame per latent.",
+        aliases=("zeroscope",),
+    )
+    register(
+        "modelscope-t2v",
+        _modelscope,
+        defaults=MODELSCOPE_DEFAULTS,
+        options=ModelScopeOptions,
+        description="ModelScope text-to-video 1.7B (diffusers UNet3DConditionModel), per-frame time embedding shim.",
+        aliases=("modelscope",),
+    )
+    register(
+        "wan2.1-t2v-1.3b",
+        _wan_1_3b,
+        defaults=WAN_1_3B_DEFAULTS,
+        options=Wan13BOptions,
+        description="Wan 2.1 T2V 1.3B (flow matching, native per-token timesteps); causal VAE: 4 frames per latent "
+        "(the first latent gives 1).",
+        aliases=("wan", "wan2.1"),
+    )
+    register(
+        "wan2.1-t2v-14b",
+        _wan_14b,
+        defaults=WAN_14B_DEFAULTS,
+        options=Wan14BOptions,
+        description="Wan 2.1 T2V 14B (flow matching, native per-token timesteps); causal VAE: 4 frames per latent.",
+    )
+    register(
+        "animatediff-v1-5",
+        _animatediff,
+        defaults=ANIMATEDIFF_DEFAULTS,
+        options=AnimateDiffOptions,
+        description="AnimateDiff: Stable Diffusion 1.5 + motion adapter v1.5 (diffusers UNetMotionModel), per-frame "
+        "time embedding shim; 1 frame per latent.",
+        aliases=("animatediff",),
+    )

@@ -1,0 +1,152 @@
+"""Seconds per output frame and peak memory of FIFO sampling with each diffusers adapter.
+
+Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
+nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
+a random prompt encoder (the text encoder runs once per prompt, not per frame). Prints one table:
+family, resolution, f, n, lookahead, precision, frames, seconds per output frame (steady state:
+after the first frame), seconds to the first frame, peak memory; and the GPU's name.
+
+    python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
+    python benchmarks/adapters.py --families wan2.1-t2v-1.3b --frames 100 --dtype bfloat16
+    python benchmarks/adapters.py --tiny --device cpu --frames 3,6 # smoke test of this script
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import torch
+
+from fifo_core.api import RunConfig, make_sampler
+from fifo_core.backbone import Backbone
+from fifo_diffusers import random_models
+from fifo_diffusers._common import RandomPromptEncoder
+from fifo_diffusers.defaults import (
+    ANIMATEDIFF_DEFAULTS,
+    MODELSCOPE_DEFAULTS,
+    WAN_1_3B_DEFAULTS,
+    WAN_14B_DEFAULTS,
+    ZEROSCOPE_DEFAULTS,
+)
+
+FAMILIES = ("zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b")
+DEFAULT_FAMILIES = FAMILIES[:3]
+
+
+def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
+    """A random-weight backbone of ``family`` at its real size (or tiny)."""
+    from fifo_diffusers.animatediff import AnimateDiffBackbone
+    from fifo_diffusers.unet3d import UNet3DBackbone
+    from fifo_diffusers.wan import WanBackbone
+
+    size = "tiny" if tiny else "real"
+    if family in ("zeroscope-v2-576w", "modelscope-t2v", "animatediff-v1-5"):
+        if family == "animatediff-v1-5":
+            import diffusers
+
+            parts = random_models.animatediff_components(size)
+            unet = diffusers.UNetMotionModel.from_unet2d(parts["unet"], parts["motion_adapter"])
+            backbone_class, defaults = AnimateDiffBackbone, ANIMATEDIFF_DEFAULTS
+        else:
+            parts = random_models.unet3d_components(size)
+            unet = parts["unet"]
+            defaults = ZEROSCOPE_DEFAULTS if family.startswith("zeroscope") else MODELSCOPE_DEFAULTS
+            backbone_class = UNet3DBackbone
+        states = RandomPromptEncoder(77, unet.config.cross_attention_dim, device, dtype)
+        return backbone_class(
+            unet=unet, vae=parts["vae"], prompt_encoder=states,
+            schedule=random_models_schedule(parts["scheduler"]), defaults=defaults, device=device, dtype=dtype,
+        )
+    if family.startswith("wan"):
+        variant = "14b" if family.endswith("14b") else "1.3b"
+        parts = random_models.wan_components(size, variant=variant)
+        transformer = parts["transformer"]
+        return WanBackbone(
+            transformer=transformer, vae=parts["vae"],
+            prompt_encoder=RandomPromptEncoder(512 if not tiny else 16, transformer.config.text_dim, device, dtype),
+            schedule=random_models_schedule(parts["scheduler"]),
+            defaults=WAN_14B_DEFAULTS if variant == "14b" else WAN_1_3B_DEFAULTS, device=device, dtype=dtype,
+        )
+    raise SystemExit(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+
+
+def random_models_schedule(scheduler: Any):
+    from fifo_diffusers._common import schedule_from_scheduler
+
+    return schedule_from_scheduler(scheduler)
+
+
+def tiny_settings(family: str) -> dict[str, Any]:
+    size = 64 if family.startswith("wan") else 16
+    return {"height": size, "width": size, "window": 4, "partitions": 1}
+
+
+def measure(backbone: Backbone, family: str, frames: int, tiny: bool, guidance: float | None) -> dict[str, float]:
+    config = RunConfig(
+        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance,
+        **(tiny_settings(family) if tiny else {}),
+    )
+    sampler = make_sampler(config, backbone=backbone)
+    device = backbone.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    began = time.perf_counter()
+    first = None
+    produced = 0
+    for _ in sampler.frames(frames):
+        produced += 1
+        if first is None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    ended = time.perf_counter()
+    steady = (ended - first) / max(produced - 1, 1)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"first": first - began, "per_frame": steady, "peak_gib": peak, "layout": sampler.layout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default=",".join(DEFAULT_FAMILIES), help=f"comma-separated; known: {', '.join(FAMILIES)}")
+    parser.add_argument("--frames", default="100,400", help="video lengths to time, comma-separated")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--guidance", type=float, default=None, help="override the models' guidance (1 disables CFG)")
+    parser.add_argument("--tiny", action="store_true", help="tiny models (a CPU smoke test of this script)")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device; run with --tiny --device cpu for a smoke test")
+    dtype = getattr(torch, args.dtype)
+    lengths = [int(n) for n in args.frames.split(",")]
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
+    print(f"device: {gpu}; torch {torch.__version__}; {'tiny' if args.tiny else 'real-size'} random-weight models")
+    header = f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LD':>3} {'dtype':>8} {'frames':>6} {'s/frame':>9} {'first s':>9} {'peak GiB':>9}"
+    print(header)
+    print("-" * len(header))
+    for family in args.families.split(","):
+        with torch.inference_mode():
+            backbone = build(family.strip(), args.tiny, device, dtype)
+            for frames in lengths:
+                result = measure(backbone, family.strip(), frames, args.tiny, args.guidance)
+                layout = result["layout"]
+                settings = tiny_settings(family) if args.tiny else backbone.defaults.model_dump()
+                print(
+                    f"{family:<20} {settings['width']:>4}x{settings['height']:<4} {layout.window:>3} {layout.partitions:>2} "
+                    f"{'on' if layout.lookahead else 'off':>3} {args.dtype:>8} {frames:>6} {result['per_frame']:>9.3f} "
+                    f"{result['first']:>9.1f} {result['peak_gib']:>9.2f}",
+                    flush=True,
+                )
+        del backbone
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
