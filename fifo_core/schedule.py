@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Union
 
+import numpy as np
 import torch
 
 from fifo_core.errors import ConfigError
@@ -122,15 +123,16 @@ class DiscreteSchedule:
                 f"got S = n * f = {num_levels}; lower n or f",
                 field="partitions",
             )
+        # numpy float64, as diffusers computes its grids, so both round the same values
         if spacing == "trailing":
-            timesteps = torch.round(torch.arange(total, 0, -total / num_levels, dtype=torch.float64)) - 1
-            timesteps = timesteps.flip(0)[:num_levels]
+            # float arange can yield one value too many, near 0 (it would be timestep -1): drop it
+            descending = (np.round(np.arange(total, 0, -total / num_levels)) - 1)[:num_levels]
+            timesteps = torch.from_numpy(descending[::-1].copy())
         elif spacing == "leading":
             step = total // num_levels
-            timesteps = torch.arange(num_levels, dtype=torch.float64) * step + 1
-            timesteps = timesteps.clamp(max=total - 1)
+            timesteps = torch.from_numpy(np.arange(num_levels, dtype=np.float64) * step + 1).clamp(max=total - 1)
         elif spacing == "linspace":
-            timesteps = torch.round(torch.linspace(0, total - 1, num_levels, dtype=torch.float64))
+            timesteps = torch.from_numpy(np.linspace(0, total - 1, num_levels, dtype=np.float64).round())
         else:
             raise ConfigError(
                 f"unknown timestep spacing {spacing!r}; expected 'trailing', 'leading' or 'linspace'",
