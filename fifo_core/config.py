@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fifo_core.backbone import BackboneDefaults
 from fifo_core.errors import ConfigError
@@ -109,11 +109,13 @@ class RunConfig(BaseModel):
             raise ValueError("the prompt is empty; describe the video to generate")
         return value
 
-    @model_validator(mode="after")
-    def _sinks_distinct(self) -> RunConfig:
-        if len(set(self.sinks)) != len(self.sinks):
-            raise ValueError("the same sink target is given twice; each --sink needs its own target")
-        return self
+    @field_validator("sinks")
+    @classmethod
+    def _sinks_distinct(cls, sinks: list[str]) -> list[str]:
+        repeated = sorted({sink for sink in sinks if sinks.count(sink) > 1})
+        if repeated:
+            raise ValueError(f"the sink target {repeated[0]!r} is given twice; each --sink needs its own target")
+        return sinks
 
     @property
     def timeline(self) -> PromptTimeline:

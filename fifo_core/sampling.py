@@ -34,7 +34,7 @@ from fifo_core.queue import LatentQueue
 from fifo_core.schedule import FlowMatchingSchedule, TimestepSpacing, add_noise
 from fifo_core.steps import FrameLevels, SamplerName, ddim_step, sampler_eta
 
-_NOISE_STREAMS = {"frame": 1, "warmup": 2, "context": 3, "step": 4, "clip": 5}
+_NOISE_STREAMS = {"frame": 1, "warmup": 2, "context": 3, "step": 4, "clip": 5, "diagonal": 6}
 
 
 def seeded_noise(seed: int, stream: str, index: int, shape: Sequence[int]) -> torch.Tensor:
@@ -207,7 +207,9 @@ class FifoSampler:
         frame_ids = torch.arange(-discarded, f)
         sources = clip[frame_ids.clamp(min=0)]
         slot_levels = torch.arange(1, levels + 1)
-        noise = torch.stack([self._frame_noise(int(frame)) for frame in frame_ids])
+        # fresh draws: clip frames were sampled from ('frame', k), and reusing that noise would tie
+        # the forward noise to their content
+        noise = torch.stack([self._noise("diagonal", slot) for slot in range(levels)])
         noised = add_noise(sources, noise, self.grid.signal[slot_levels], self.grid.noise[slot_levels])
         latents = torch.cat([clip[:1].expand(context, *self.latent_shape), noised])
         return LatentQueue(

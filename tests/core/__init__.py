@@ -1,0 +1,1 @@
+"""Tests of the backbone-agnostic core (fifo_core)."""
