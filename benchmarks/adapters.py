@@ -25,13 +25,15 @@ from fifo_diffusers import random_models
 from fifo_diffusers._common import RandomPromptEncoder
 from fifo_diffusers.defaults import (
     ANIMATEDIFF_DEFAULTS,
+    LATTE_DEFAULTS,
+    LTX_DEFAULTS,
     MODELSCOPE_DEFAULTS,
     WAN_1_3B_DEFAULTS,
     WAN_14B_DEFAULTS,
     ZEROSCOPE_DEFAULTS,
 )
 
-FAMILIES = ("zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b")
+FAMILIES = ("zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b", "latte-1", "ltx-video")
 DEFAULT_FAMILIES = FAMILIES[:3]
 
 
@@ -69,17 +71,38 @@ def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> 
             schedule=random_models_schedule(parts["scheduler"]),
             defaults=WAN_14B_DEFAULTS if variant == "14b" else WAN_1_3B_DEFAULTS, device=device, dtype=dtype,
         )
+    if family == "latte-1":
+        from fifo_diffusers.latte import LatteBackbone
+
+        parts = random_models.latte_components(size)
+        transformer = parts["transformer"]
+        return LatteBackbone(
+            transformer=transformer, vae=parts["vae"],
+            prompt_encoder=RandomPromptEncoder(120 if not tiny else 16, transformer.config.caption_channels, device, dtype),
+            schedule=random_models_schedule(parts["scheduler"]), defaults=LATTE_DEFAULTS, device=device, dtype=dtype,
+        )
+    if family == "ltx-video":
+        from fifo_diffusers.ltx import LTXBackbone
+
+        parts = random_models.ltx_components(size)
+        transformer, width = parts["transformer"], parts["transformer"].config.caption_channels
+        encoder = RandomPromptEncoder(128 if not tiny else 16, width, device, dtype)
+        return LTXBackbone(
+            transformer=transformer, vae=parts["vae"],
+            prompt_encoder=lambda prompt: (encoder(prompt), torch.ones(1, encoder.length, dtype=torch.bool, device=device)),
+            schedule=random_models_schedule(parts["scheduler"], shift=3.0), defaults=LTX_DEFAULTS, device=device, dtype=dtype,
+        )
     raise SystemExit(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
 
 
-def random_models_schedule(scheduler: Any):
+def random_models_schedule(scheduler: Any, shift: float | None = None):
     from fifo_diffusers._common import schedule_from_scheduler
 
-    return schedule_from_scheduler(scheduler)
+    return schedule_from_scheduler(scheduler, shift)
 
 
 def tiny_settings(family: str) -> dict[str, Any]:
-    size = 64 if family.startswith("wan") else 16
+    size = 64 if family.startswith(("wan", "ltx")) else 16
     return {"height": size, "width": size, "window": 4, "partitions": 1}
 
 

@@ -235,8 +235,13 @@ class T5PromptEncoder:
         self.dtype = dtype
         self.max_length = max_length
 
-    @torch.no_grad()
     def __call__(self, prompt: str) -> torch.Tensor:
+        return self.encode_with_mask(prompt)[0]
+
+    @torch.no_grad()
+    def encode_with_mask(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """States ``'1 L d'`` (zeros after the prompt) and the attention mask ``'1 L'`` (bool) of
+        the prompt's tokens, for models that attend to those only (LTX-Video)."""
         tokens = self.tokenizer(
             [clean_prompt(prompt)],
             padding="max_length",
@@ -250,7 +255,7 @@ class T5PromptEncoder:
         hidden = self.text_encoder(tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)).last_hidden_state
         hidden = hidden.to(self.dtype)
         hidden[:, length:] = 0
-        return hidden
+        return hidden, tokens.attention_mask.bool().to(self.device)
 
 
 class RandomPromptEncoder:
@@ -268,6 +273,15 @@ class RandomPromptEncoder:
 def stack_conditioning(conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
     """One batch ``'b L d'`` of per-row prompt states ``'1 L d'``."""
     return torch.cat(list(conditioning), dim=0)
+
+
+@torch.no_grad()
+def decode_sd_frame(vae: Any, latent: torch.Tensor) -> np.ndarray:
+    """One latent frame ``'c h w'`` to one RGB frame with a Stable-Diffusion-style ``AutoencoderKL``
+    (it works on single images; video models built on it decode frame by frame)."""
+    parameter = next(vae.parameters())
+    scaled = latent[None].to(parameter.device, parameter.dtype) / vae.config.scaling_factor
+    return to_uint8_frame(vae.decode(scaled, return_dict=False)[0][0])
 
 
 def frames_from_video(video: torch.Tensor) -> list[np.ndarray]:

@@ -6,11 +6,15 @@ Importing this module is cheap: diffusers and transformers load only when a back
 from fifo_core.plugins import hookimpl
 from fifo_diffusers.defaults import (
     ANIMATEDIFF_DEFAULTS,
+    LATTE_DEFAULTS,
+    LTX_DEFAULTS,
     MODELSCOPE_DEFAULTS,
     WAN_1_3B_DEFAULTS,
     WAN_14B_DEFAULTS,
     ZEROSCOPE_DEFAULTS,
     AnimateDiffOptions,
+    LatteOptions,
+    LTXOptions,
     ModelScopeOptions,
     Wan13BOptions,
     Wan14BOptions,
@@ -46,6 +50,18 @@ def _animatediff(**options):
     from fifo_diffusers.animatediff import AnimateDiffBackbone
 
     return AnimateDiffBackbone.load(ANIMATEDIFF_DEFAULTS, **options)
+
+
+def _latte(**options):
+    from fifo_diffusers.latte import LatteBackbone
+
+    return LatteBackbone.load(LATTE_DEFAULTS, **options)
+
+
+def _ltx(**options):
+    from fifo_diffusers.ltx import LTXBackbone
+
+    return LTXBackbone.load(LTX_DEFAULTS, **options)
 
 
 @hookimpl
@@ -90,4 +106,22 @@ def register_backbones(register):
         description="AnimateDiff: Stable Diffusion 1.5 + motion adapter v1.5 (diffusers UNetMotionModel), per-frame "
         "time embedding shim; 1 frame per latent.",
         aliases=("animatediff",),
+    )
+    register(
+        "latte-1",
+        _latte,
+        defaults=LATTE_DEFAULTS,
+        options=LatteOptions,
+        description="Latte-1 (diffusers LatteTransformer3DModel, T5), per-frame adaLN-single shim; DDPM; 1 frame per "
+        "latent; window f must be 16 (its video_length).",
+        aliases=("latte",),
+    )
+    register(
+        "ltx-video",
+        _ltx,
+        defaults=LTX_DEFAULTS,
+        options=LTXOptions,
+        description="LTX-Video 0.9 (flow matching, native per-token timesteps; needs --option flow_shift=...); VAE 8x "
+        "in time: 8 frames per latent (the first latent gives 1), decoded in overlapping chunks.",
+        aliases=("ltx",),
     )

@@ -167,6 +167,84 @@ def wan_components(size: Size, seed: int = 0, variant: str = "1.3b") -> dict[str
     return components
 
 
+# -- Latte-1 --------------------------------------------------------------------------------
+
+LATTE_REAL = dict(  # maxin-cn/Latte-1 transformer (PixArt-alpha-sized: 28 layers, 16 x 72 channels)
+    num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
+    cross_attention_dim=1152, attention_bias=True, sample_size=64, patch_size=2, activation_fn="gelu-approximate",
+    num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+    caption_channels=4096, video_length=16,
+)
+LATTE_TINY = dict(
+    num_attention_heads=2, attention_head_dim=4, in_channels=4, out_channels=8, num_layers=2, cross_attention_dim=8,
+    attention_bias=True, sample_size=8, patch_size=2, activation_fn="gelu-approximate", num_embeds_ada_norm=1000,
+    norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=8, video_length=4,
+)
+LATTE_SCHEDULER = dict(  # maxin-cn/Latte-1: linear betas, epsilon with a learned variance
+    beta_start=0.0001, beta_end=0.02, beta_schedule="linear", num_train_timesteps=1000, prediction_type="epsilon",
+    variance_type="learned_range", clip_sample=False,
+)
+
+
+def latte_components(size: Size, seed: int = 0) -> dict[str, Any]:
+    """Latte-1: its transformer, the SD VAE it decodes with, a DDPM scheduler and (tiny) a T5 encoder."""
+    diffusers = require("diffusers")
+    torch.manual_seed(seed)
+    transformer = diffusers.LatteTransformer3DModel(**(LATTE_TINY if size == "tiny" else LATTE_REAL))
+    vae = diffusers.AutoencoderKL(**(SD_VAE_TINY if size == "tiny" else SD_VAE_REAL))
+    components = {
+        "transformer": random_fill_(transformer, seed),
+        "vae": random_fill_(vae, seed + 1),
+        "scheduler": diffusers.DDPMScheduler(**LATTE_SCHEDULER),
+    }
+    if size == "tiny":
+        transformers = require("transformers")
+        text = transformers.T5EncoderModel(transformers.T5Config(**UMT5_TINY))
+        components["text_encoder"] = random_fill_(text, seed + 2)
+        components["tokenizer"] = word_tokenizer(16)
+    return components
+
+
+# -- LTX-Video 0.9 ----------------------------------------------------------------------------
+
+LTX_REAL: dict[str, Any] = {}  # Lightricks/LTX-Video 0.9: diffusers' LTXVideoTransformer3DModel defaults (28 layers, 32 x 64)
+LTX_VAE_REAL: dict[str, Any] = {}  # its AutoencoderKLLTXVideo defaults: 128 latent channels, 8x time, 32x space, non-causal decoder
+LTX_TINY = dict(
+    in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+    cross_attention_dim=16, num_layers=2, caption_channels=8,
+)
+LTX_VAE_TINY = dict(  # still 8x in time and 32x in space (3 spatio-temporal scalings, patch 4)
+    latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+    layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1), patch_size=4,
+)
+LTX_SCHEDULER = dict(  # Lightricks/LTX-Video scheduler_config.json
+    num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+    base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1,
+)
+
+
+def ltx_components(size: Size, seed: int = 0) -> dict[str, Any]:
+    diffusers = require("diffusers")
+    torch.manual_seed(seed)
+    transformer = diffusers.LTXVideoTransformer3DModel(**(LTX_TINY if size == "tiny" else LTX_REAL))
+    vae = random_fill_(diffusers.AutoencoderKLLTXVideo(**(LTX_VAE_TINY if size == "tiny" else LTX_VAE_REAL)), seed + 1)
+    generator = torch.Generator().manual_seed(seed + 3)
+    with torch.no_grad():  # non-trivial latent statistics, so denormalisation is exercised
+        vae.latents_mean.copy_(0.1 * torch.randn(vae.latents_mean.shape, generator=generator))
+        vae.latents_std.copy_(1 + 0.2 * torch.rand(vae.latents_std.shape, generator=generator))
+    components = {
+        "transformer": random_fill_(transformer, seed),
+        "vae": vae,
+        "scheduler": diffusers.FlowMatchEulerDiscreteScheduler(**LTX_SCHEDULER),
+    }
+    if size == "tiny":
+        transformers = require("transformers")
+        text = transformers.T5EncoderModel(transformers.T5Config(**UMT5_TINY))
+        components["text_encoder"] = random_fill_(text, seed + 2)
+        components["tokenizer"] = word_tokenizer(16)
+    return components
+
+
 def save_pipeline(components: dict[str, Any], folder: str | Path) -> Path:
     """Write ``components`` as a diffusers pipeline folder (one subfolder each)."""
     folder = Path(folder)

@@ -14,13 +14,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
+from fifo_core.backbone import BackboneDefaults, StatelessDecoder
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers._common import (
     ClipPromptEncoder,
     ComponentLoader,
     DiffusersOptions,
+    decode_sd_frame,
     place,
     require,
     resolve_device,
@@ -108,8 +109,7 @@ class UNet3DBackbone:
     @torch.no_grad()
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """One latent frame ``'c h w'`` to one RGB frame."""
-        scaled = latent[None].to(self.device, torch.float32) / self.vae.config.scaling_factor
-        return to_uint8_frame(self.vae.decode(scaled, return_dict=False)[0][0])
+        return decode_sd_frame(self.vae, latent)
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(self.decode)

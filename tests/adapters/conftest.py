@@ -16,6 +16,8 @@ pytest.importorskip("transformers")
 
 from fifo_diffusers.random_models import (  # noqa: E402
     animatediff_components,
+    latte_components,
+    ltx_components,
     save_pipeline,
     unet3d_components,
     wan_components,
@@ -36,3 +38,13 @@ def wan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def animatediff_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SD 1.5-style pipeline folder with the motion adapter in a ``motion_adapter`` subfolder."""
     return save_pipeline(animatediff_components("tiny", seed=0), tmp_path_factory.mktemp("animatediff-tiny"))
+
+
+@pytest.fixture(scope="session")
+def latte_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_pipeline(latte_components("tiny", seed=0), tmp_path_factory.mktemp("latte-tiny"))
+
+
+@pytest.fixture(scope="session")
+def ltx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_pipeline(ltx_components("tiny", seed=0), tmp_path_factory.mktemp("ltx-tiny"))

@@ -1,0 +1,230 @@
+"""LTX-Video 0.9: ``LTXVideoTransformer3DModel`` + ``AutoencoderKLLTXVideo`` + T5.
+
+Loads a diffusers ``LTXPipeline`` folder or hub id (subfolders ``transformer``, ``vae``,
+``text_encoder``, ``tokenizer``, ``scheduler``), or components one by one.
+
+* Timesteps: the transformer natively takes a timestep per token ``'b (f h w)'`` (it embeds
+  ``timestep.flatten()`` and views the result per token), so each frame's timestep is repeated
+  over its ``h w`` tokens; no shim. Latents enter packed as tokens ``'b (f h w) c'``.
+* Schedule: rectified flow. LTX's scheduler shifts sigmas by resolution (dynamic shifting), which
+  a fixed FIFO level grid cannot follow: the ``flow_shift`` option is then required.
+* Decoding: the VAE compresses time 8x and space 32x; latent ``j >= 1`` decodes to video frames
+  ``8j-7 .. 8j``, latent 0 to frame 0. Its decoder is not causal (LTX-Video 0.9): every frame
+  depends on latents before and after it. :class:`LTXStreamDecoder` decodes overlapping chunks at
+  the queue head, with ``context`` earlier and ``lookahead`` later latents around each group of
+  new ones, and emits only the new latents' frames (the difference to a whole-clip decode is
+  measured in the tests and documented in ``docs/adapters/ltx.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from fifo_core.backbone import BackboneDefaults
+from fifo_core.errors import ConfigError, PluginError
+from fifo_core.schedule import NoiseSchedule
+from fifo_diffusers._common import (
+    ComponentLoader,
+    T5PromptEncoder,
+    frames_from_video,
+    place,
+    require,
+    resolve_device,
+    resolve_dtype,
+    schedule_from_scheduler,
+)
+from fifo_diffusers.defaults import LTXOptions
+
+COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+class LTXStreamDecoder:
+    """Chunked streaming decode at the queue head: latents ``'c h w'`` in, video frames out.
+
+    Latents are decoded ``chunk`` at a time together with up to ``context`` earlier and
+    ``lookahead`` later latents; only the frames of the ``chunk`` new latents are emitted, so
+    output lags ``chunk + lookahead`` latents behind the queue head and :meth:`flush` decodes
+    the rest. A causal decoder needs no lookahead (it is then forced to 0). In total the first
+    latent gives 1 frame and every later one ``8`` (the temporal compression), as a whole-clip
+    decode does.
+    """
+
+    def __init__(self, vae: Any, *, context: int, lookahead: int, chunk: int) -> None:
+        if context < 1 or lookahead < 0 or chunk < 1:
+            raise ConfigError(
+                f"decode_context must be >= 1, decode_lookahead >= 0 and decode_chunk >= 1; got {context}, {lookahead}, {chunk}",
+                field="backbone_options",
+            )
+        self.vae = vae
+        self.context, self.chunk = context, chunk
+        self.lookahead = 0 if vae.config.decoder_causal else lookahead
+        self.per_latent = vae.temporal_compression_ratio
+        parameter = next(vae.parameters())
+        self._device, self._dtype = parameter.device, parameter.dtype
+        self._mean = vae.latents_mean.view(-1, 1, 1).to(self._device, self._dtype)
+        self._std = vae.latents_std.view(-1, 1, 1).to(self._device, self._dtype)
+        self._temb = torch.zeros(1, device=self._device, dtype=self._dtype) if vae.config.timestep_conditioning else None
+        self._latents: list[torch.Tensor] = []  # kept latents, the first of them has index self._first
+        self._first = 0
+        self._emitted = 0  # latents whose frames were handed out
+
+    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
+        z = latent.to(self._device, self._dtype) * self._std / self.vae.config.scaling_factor + self._mean
+        self._latents.append(z)
+        received = self._first + len(self._latents)
+        if received - self._emitted >= self.chunk + self.lookahead:
+            return self._emit(self._emitted + self.chunk, received)
+        return []
+
+    def flush(self) -> list[np.ndarray]:
+        received = self._first + len(self._latents)
+        return self._emit(received, received) if received > self._emitted else []
+
+    @torch.no_grad()
+    def _emit(self, until: int, available: int) -> list[np.ndarray]:
+        """Frames of latents ``emitted .. until - 1``, decoded with the kept latents up to ``available``."""
+        begin = max(self._first, self._emitted - self.context)
+        chunk = torch.stack(self._latents[begin - self._first : available - self._first], dim=1)[None]
+        video = self.vae.decoder(chunk, self._temb)[0].clamp(-1, 1)  # '3 t h w', t = 1 + 8 (latents - 1)
+        start = 0 if self._emitted == 0 else self.per_latent * (self._emitted - begin) - (self.per_latent - 1)
+        stop = self.per_latent * (until - 1 - begin) + 1
+        frames = frames_from_video(video[:, start:stop])
+        self._emitted = until
+        keep_from = max(0, self._emitted - self.context)
+        del self._latents[: keep_from - self._first]
+        self._first = keep_from
+        return frames
+
+
+class LTXBackbone:
+    """FIFO backbone over an ``LTXVideoTransformer3DModel``."""
+
+    def __init__(
+        self,
+        *,
+        transformer: Any,
+        vae: Any,
+        prompt_encoder: Callable[[str], tuple[torch.Tensor, torch.Tensor]],
+        schedule: NoiseSchedule,
+        defaults: BackboneDefaults,
+        device: torch.device,
+        dtype: torch.dtype,
+        vae_dtype: torch.dtype = torch.float32,
+        frame_rate: float = 24.0,
+        decode_context: int = 2,
+        decode_lookahead: int = 2,
+        decode_chunk: int = 4,
+    ) -> None:
+        self.transformer = place(transformer, device, dtype)
+        self.vae = place(vae, device, vae_dtype)
+        self.prompt_encoder = prompt_encoder
+        self.schedule = schedule
+        self.defaults = defaults
+        self.device = device
+        self.dtype = dtype
+        self.frame_rate = frame_rate
+        self.decode_settings = {"context": decode_context, "lookahead": decode_lookahead, "chunk": decode_chunk}
+        config = self.transformer.config
+        if config.patch_size_t != 1:
+            raise PluginError(f"LTX transformers with a temporal patch size {config.patch_size_t} are not supported (need 1)")
+        self.patch_size = config.patch_size
+
+    @classmethod
+    def load(cls, defaults: BackboneDefaults, **options: Any) -> LTXBackbone:
+        parsed = LTXOptions.model_validate(options)
+        diffusers, transformers = require("diffusers"), require("transformers")
+        device = resolve_device(parsed.device)
+        dtype = resolve_dtype(parsed.dtype, device, cuda_default=torch.bfloat16)
+        vae_dtype = resolve_dtype(parsed.vae_dtype, device)
+        loader = ComponentLoader(parsed, COMPONENTS)
+        scheduler = loader.scheduler()
+        if parsed.flow_shift is None and scheduler.config.get("use_dynamic_shifting", False):
+            raise ConfigError(
+                "LTX-Video's scheduler shifts sigmas by the video's token count (use_dynamic_shifting), but FIFO walks "
+                "one fixed level grid: pass a shift with --option flow_shift=... (diffusers would use about "
+                f"{dynamic_shift(scheduler.config, defaults):.1f} at {defaults.width}x{defaults.height} with "
+                f"{defaults.window} latent frames)",
+                field="backbone_options",
+            )
+        return cls(
+            transformer=loader.load("transformer", diffusers.LTXVideoTransformer3DModel, torch_dtype=dtype),
+            vae=loader.load("vae", diffusers.AutoencoderKLLTXVideo, torch_dtype=vae_dtype),
+            prompt_encoder=T5PromptEncoder(
+                loader.load("tokenizer", transformers.AutoTokenizer),
+                loader.load("text_encoder", transformers.T5EncoderModel, torch_dtype=dtype),
+                device,
+                dtype,
+                parsed.max_sequence_length,
+            ).encode_with_mask,
+            schedule=schedule_from_scheduler(scheduler, parsed.flow_shift),
+            defaults=defaults,
+            device=device,
+            dtype=dtype,
+            vae_dtype=vae_dtype,
+            frame_rate=parsed.frame_rate,
+            decode_context=parsed.decode_context,
+            decode_lookahead=parsed.decode_lookahead,
+            decode_chunk=parsed.decode_chunk,
+        )
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        spatial = self.vae.spatial_compression_ratio
+        factor = spatial * self.patch_size
+        if height % factor or width % factor:
+            raise ConfigError(f"height and width must be multiples of {factor} for LTX-Video, got {height}x{width}", field="height")
+        return (self.transformer.config.in_channels, height // spatial, width // spatial)
+
+    def encode_prompt(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """T5 states ``'1 L d'`` and their attention mask ``'1 L'`` (LTX attends to prompt tokens only)."""
+        return self.prompt_encoder(prompt)
+
+    def pack(self, latents: torch.Tensor) -> torch.Tensor:
+        """``'b c f (h p) (w q)'`` to tokens ``'b (f h w) (c p q)'``, the order LTXPipeline packs."""
+        p = self.patch_size
+        return latents.unflatten(3, (-1, p)).unflatten(5, (-1, p)).permute(0, 2, 3, 5, 1, 4, 6).flatten(4, 6).flatten(1, 3)
+
+    def unpack(self, tokens: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        p = self.patch_size
+        video = tokens.unflatten(1, (frames, height // p, width // p)).unflatten(-1, (-1, p, p))
+        return video.permute(0, 4, 1, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
+
+    def token_timesteps(self, timesteps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Per-frame ``'b f'`` to per-token ``'b (f h w)'``."""
+        return timesteps.repeat_interleave((height // self.patch_size) * (width // self.patch_size), dim=1)
+
+    @torch.no_grad()
+    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[Any]) -> torch.Tensor:
+        """Flow velocity ``'b c f h w'`` for ``latents`` ``'b c f h w'`` at ``timesteps`` ``'b f'``."""
+        frames, height, width = latents.shape[2:]
+        states = torch.cat([state for state, _ in conditioning]).to(self.device, self.dtype)
+        mask = torch.cat([mask for _, mask in conditioning]).to(self.device)
+        spatial, temporal = self.vae.spatial_compression_ratio, self.vae.temporal_compression_ratio
+        output = self.transformer(
+            hidden_states=self.pack(latents.to(self.device, self.dtype)),
+            encoder_hidden_states=states,
+            timestep=self.token_timesteps(timesteps.to(self.device, torch.float32), height, width),
+            encoder_attention_mask=mask,
+            num_frames=frames,
+            height=height // self.patch_size,
+            width=width // self.patch_size,
+            rope_interpolation_scale=(temporal / self.frame_rate, spatial, spatial),
+            return_dict=False,
+        )[0]
+        return self.unpack(output, frames, height, width)
+
+    def frame_decoder(self) -> LTXStreamDecoder:
+        return LTXStreamDecoder(self.vae, **self.decode_settings)
+
+
+def dynamic_shift(config: Any, defaults: BackboneDefaults) -> float:
+    """The shift ``exp(mu)`` diffusers' LTXPipeline derives from the token count of one window
+    at the default size (``calculate_shift``: linear in the sequence length)."""
+    tokens = defaults.window * (defaults.height // 32) * (defaults.width // 32)
+    base_len, max_len = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base_shift, max_shift = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    slope = (max_shift - base_shift) / (max_len - base_len)
+    return float(np.exp(tokens * slope + base_shift - slope * base_len))

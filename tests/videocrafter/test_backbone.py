@@ -1,0 +1,128 @@
+"""The VideoCrafter backbones: registration, per-frame timesteps, options, FIFO end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import fifo_videocrafter.plugin
+from adapters.conformance import AdapterConformance
+from fifo_core.api import RunConfig, iter_frames, load_backbone
+from fifo_core.cli import main
+from fifo_core.errors import ConfigError
+from fifo_core.plugins import Plugins, default_plugins
+
+from .conftest import VIDEO
+from .seeded import uniform
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_options):
+    return load_backbone("videocrafter2", tiny_options)
+
+
+class TestVideoCrafterConformance(AdapterConformance):
+    video_size = VIDEO
+
+
+def test_registered_through_the_plugin_module_with_the_paper_defaults() -> None:
+    plugins = Plugins(load_entry_points=False)
+    plugins.register(fifo_videocrafter.plugin)
+    assert set(plugins.backbones()) == {"videocrafter2", "videocrafter1", "videocrafter1-1024"}
+    assert plugins.backbone("vc2").name == "videocrafter2"
+    d = plugins.backbone("videocrafter2").defaults
+    assert (d.height, d.width, d.window, d.partitions, d.sampler, d.eta, d.guidance_scale, d.fps) == (
+        320, 512, 16, 4, "ddim", 1.0, 12.0, 10.0
+    )
+    assert plugins.backbone("videocrafter1-1024").defaults.width == 1024
+
+
+def test_entry_point_is_installed() -> None:
+    assert "videocrafter2" in default_plugins().backbones()
+
+
+@torch.no_grad()
+def test_shared_timestep_gives_exactly_the_per_clip_output(backbone) -> None:
+    latents = uniform((2, 4, 4, 8, 8), "shared.x")
+    conditioning = [backbone.encode_prompt("a red panda"), backbone.encode_prompt("")]
+    per_clip = torch.tensor([731.0, 42.0])
+    context = torch.stack(conditioning)
+    expected = backbone.unet(latents, per_clip, context, torch.full((2,), backbone.fps))
+    assert torch.equal(backbone.predict(latents, per_clip[:, None].expand(2, 4), conditioning), expected)
+
+
+@torch.no_grad()
+def test_per_frame_timesteps_change_only_through_the_frames_that_differ(backbone) -> None:
+    latents = uniform((2, 4, 4, 8, 8), "diagonal.x")
+    conditioning = [backbone.encode_prompt("a red panda")] * 2
+    shared = torch.tensor([[500.0] * 4, [500.0] * 4])
+    diagonal = torch.tensor([[500.0, 560, 620, 680], [500.0] * 4])
+    same, differ = backbone.predict(latents, shared, conditioning), backbone.predict(latents, diagonal, conditioning)
+    assert not torch.allclose(same[0], differ[0])
+    assert torch.equal(same[1], differ[1])  # rows do not leak into each other
+
+
+def test_schedule_carries_videocrafter2s_signal_scale_unless_reference_compatible(backbone, tiny_options) -> None:
+    scaled = backbone.schedule
+    assert scaled.signal_scale is not None and abs(float(scaled.signal_scale[-1]) - 0.7) < 1e-12
+    grid = scaled.grid(8)
+    assert torch.allclose(grid.signal[-1], scaled.alphas_cumprod[999].sqrt() * 0.7)
+    plain = load_backbone("videocrafter2", tiny_options | {"ignore_signal_scale": True}).schedule
+    assert plain.signal_scale is None
+    assert torch.equal(plain.alphas_cumprod, scaled.alphas_cumprod)
+
+
+@torch.no_grad()
+def test_fps_option_reaches_the_unet(backbone, tiny_options) -> None:
+    eight = backbone
+    twenty_eight = load_backbone("videocrafter2", tiny_options | {"fps": 28})
+    latents = uniform((1, 4, 4, 8, 8), "fps.x")
+    timesteps = torch.full((1, 4), 300.0)
+    conditioning = [eight.encode_prompt("a cat")]
+    assert not torch.allclose(eight.predict(latents, timesteps, conditioning), twenty_eight.predict(latents, timesteps, conditioning))
+
+
+def test_sizes_the_unet_cannot_take_are_refused_with_a_hint(backbone) -> None:
+    with pytest.raises(ConfigError, match="multiples of 4"):
+        backbone.latent_shape(18, 16)
+
+
+def test_unknown_option_lists_the_options(tiny_options) -> None:
+    with pytest.raises(ConfigError, match="checkpoint"):
+        load_backbone("videocrafter2", tiny_options | {"steps": 4})
+
+
+def test_fifo_end_to_end_through_the_python_api(tiny_options) -> None:
+    config = RunConfig(
+        prompt="a red panda eating bamboo", backbone="videocrafter2", backbone_options=tiny_options,
+        height=VIDEO[0], width=VIDEO[1], window=4, partitions=2, frames=3, seed=7,
+    )
+    frames = list(iter_frames(config))
+    assert len(frames) == 3
+    assert all(frame.shape == (*VIDEO, 3) and frame.dtype == np.uint8 for frame in frames)
+    assert len({frame.tobytes() for frame in frames}) > 1
+    again = list(iter_frames(config))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))
+
+
+def test_fifo_end_to_end_through_the_cli_into_an_mp4(tiny_files, tmp_path: Path) -> None:
+    checkpoint, architecture = tiny_files
+    video = tmp_path / "panda.mp4"
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate", "a red panda eating bamboo", "--backbone", "videocrafter2",
+            "--option", f"checkpoint={checkpoint}", "--option", f"architecture={architecture}",
+            "--option", "device=cpu", "--option", "fps=8",
+            "--height", "16", "--width", "16", "--f", "4", "--n", "2", "--frames", "3", "--quiet",
+            "--sink", str(video),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames == 3
