@@ -153,10 +153,11 @@ class FifoSampler:
             timesteps = torch.cat([timesteps, timesteps])
         rows = latents.shape[0]
         chunk = rows if self.max_batch is None else self.max_batch
-        outputs = [
-            self.backbone.predict(latents[i : i + chunk], timesteps[i : i + chunk], conditioning[i : i + chunk]).float()
-            for i in range(0, rows, chunk)
-        ]
+        with torch.no_grad():  # sampling never needs gradients; without this, activations are kept
+            outputs = [
+                self.backbone.predict(latents[i : i + chunk], timesteps[i : i + chunk], conditioning[i : i + chunk]).float()
+                for i in range(0, rows, chunk)
+            ]
         output = torch.cat(outputs)
         if not guided:
             return output
