@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from fifo_core.cli import main
+from fifo_gaussian.ar1 import DEFAULTS
 
 FIFO = [sys.executable, "-m", "fifo_core.cli"]
 
@@ -119,7 +120,7 @@ def test_backbones_lists_defaults_and_sinks_lists_targets() -> None:
     listing = runner.invoke(main, ["backbones", "--json"])
     assert listing.exit_code == 0
     backbones = json.loads(listing.stdout)
-    assert backbones["gaussian-ar1"]["defaults"]["window"] == 8
+    assert backbones["gaussian-ar1"]["defaults"]["window"] == DEFAULTS.window
     sinks = runner.invoke(main, ["sinks"])
     assert sinks.exit_code == 0
     assert {"mp4", "images", "rtmp"} <= {line.split()[0] for line in sinks.stdout.splitlines()}
