@@ -92,6 +92,8 @@ def _run_options(command):
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON file of settings; flags win over it."),
         click.option("--backbone", "-b", help="Backbone name (see `fifo-diffusion backbones`)."),
         click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backbone option, repeatable."),
+        click.option("--model", "model_path", metavar="PATH_OR_ID", help="Shorthand for --option model=PATH_OR_ID (diffusers folders, hub ids)."),
+        click.option("--checkpoint", "checkpoint_path", metavar="PATH", help="Shorthand for --option checkpoint=PATH (checkpoint files)."),
         click.option("--frames", type=int, help="Video frames to generate; leave out to run until Ctrl-C."),
         click.option("--n", "partitions", type=int, help="Latent partitions n (S = n*f levels)."),
         click.option("--f", "window", type=int, help="Window f in latent frames."),
@@ -117,9 +119,11 @@ def _run_options(command):
 def _settings(config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
     """Settings from the config file, then the flags given (flags win)."""
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    shorthands = {"model": flags.pop("model_path", None), "checkpoint": flags.pop("checkpoint_path", None)}
     values |= {key: value for key, value in flags.items() if value is not None}
-    if options:
-        values["backbone_options"] = values.get("backbone_options", {}) | _backbone_options(options)
+    backbone_options = _backbone_options(options) | {key: value for key, value in shorthands.items() if value is not None}
+    if backbone_options:
+        values["backbone_options"] = values.get("backbone_options", {}) | backbone_options
     if sinks:
         values["sinks"] = list(sinks)
     return values

@@ -131,7 +131,7 @@ def test_fifo_end_to_end_through_the_cli_into_an_mp4(unet3d_folder: Path, tmp_pa
     result = CliRunner().invoke(
         main,
         ["generate", "a red circle moving left", "--backbone", "zeroscope-v2-576w",
-         "--option", f"model={unet3d_folder}", "--option", "device=cpu", "--height", "16", "--width", "16",
+         "--model", str(unet3d_folder), "--option", "device=cpu", "--height", "16", "--width", "16",
          "--f", "4", "--n", "1", "--frames", "3", "--quiet", "--sink", str(out)],
     )
     assert result.exit_code == 0, result.output

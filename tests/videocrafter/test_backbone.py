@@ -117,7 +117,7 @@ def test_fifo_end_to_end_through_the_cli_into_an_mp4(tiny_files, tmp_path: Path)
         main,
         [
             "generate", "a red panda eating bamboo", "--backbone", "videocrafter2",
-            "--option", f"checkpoint={checkpoint}", "--option", f"architecture={architecture}",
+            "--checkpoint", str(checkpoint), "--option", f"architecture={architecture}",
             "--option", "device=cpu", "--option", "fps=8",
             "--height", "16", "--width", "16", "--f", "4", "--n", "2", "--frames", "3", "--quiet",
             "--sink", str(video),
