@@ -25,24 +25,12 @@ import torch
 import fifo_videocrafter.plugin
 from fifo_core.api import RunConfig, load_backbone, make_sampler
 from fifo_core.plugins import Plugins
+from fifo_speed import peak_memory_mib, synchronize  # this folder is on sys.path when run as a script
 from fifo_videocrafter.config import TINY_VIDEOCRAFTER2
 
 # Registered directly, so the benchmark runs from a source checkout without installed entry points.
 PLUGINS = Plugins(load_entry_points=False)
 PLUGINS.register(fifo_videocrafter.plugin)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def device_name(device: torch.device) -> str:
