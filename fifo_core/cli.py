@@ -146,6 +146,19 @@ def _run(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummar
         progress.close()
 
 
+def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummary:
+    """:func:`_run`, then leave the torchrun group cleanly (see :meth:`WindowGroup.close`)."""
+    if group is None:
+        return _run(config, None, quiet)
+    try:
+        summary = _run(config, group, quiet)
+    except BaseException:
+        group.close(wait_for_others=False)
+        raise
+    group.close(wait_for_others=not summary.interrupted)
+    return summary
+
+
 def _report(summary: RunSummary) -> None:
     rate = f"{summary.frames_per_second:.2f} frames/s"
     if summary.interrupted:
@@ -171,7 +184,7 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
         config = RunConfig.parse(values)
         group = WindowGroup.from_environment()  # set up by torchrun; None for one process
         _stop_on_sigterm()
-        summary = _run(config, group, quiet)
+        summary = _run_in_group(config, group, quiet)
     except FifoError as error:
         _fail(error)
     if group is not None and not group.is_main:
@@ -211,11 +224,16 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
         group = WindowGroup.from_environment()
         rank, world = (group.rank, group.world_size) if group else (0, 1)
         _stop_on_sigterm()
-        for config in configs[rank::world]:
-            summary = _run(config, None, quiet)
-            if summary.interrupted:
-                _report(summary)
-            click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+        try:
+            for config in configs[rank::world]:
+                summary = _run(config, None, quiet)
+                if summary.interrupted:
+                    _report(summary)
+                click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+        finally:
+            if group is not None:
+                # Ranks have different amounts of work, so none waits for the others here.
+                group.close(wait_for_others=False)
     except FifoError as error:
         _fail(error)
 

@@ -28,6 +28,7 @@ class WindowGroup:
     rank: int
     world_size: int
     process_group: Any = None
+    owns_default_group: bool = False
 
     @classmethod
     def from_environment(cls, backend: str | None = None) -> WindowGroup | None:
@@ -39,13 +40,30 @@ class WindowGroup:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
             return None
-        if not dist.is_initialized():
+        owns = not dist.is_initialized()
+        if owns:
             if backend is None:
                 backend = "nccl" if torch.cuda.is_available() else "gloo"
             if backend == "nccl":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group(backend=backend)
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size())
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_default_group=owns)
+
+    def close(self, *, wait_for_others: bool = True) -> None:
+        """Leave the group: wait until every rank is done, then tear down the process group if
+        :meth:`from_environment` created it.
+
+        Exiting with a live gloo or NCCL group lets the interpreter destroy its communication
+        threads mid-flight, which aborts the process (``terminate called without an active
+        exception``) and makes torchrun report the whole run failed. Pass
+        ``wait_for_others=False`` when leaving because of an error: the other ranks may never
+        reach the barrier.
+        """
+        if not self.owns_default_group or not dist.is_initialized():
+            return
+        if wait_for_others:
+            dist.barrier()
+        dist.destroy_process_group()
 
     @property
     def is_main(self) -> bool:
