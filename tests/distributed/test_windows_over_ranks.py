@@ -34,9 +34,9 @@ def latents_of(config: RunConfig, group: WindowGroup | None) -> torch.Tensor:
 
 def configs() -> list[RunConfig]:
     return [
-        RunConfig(prompt="x", window=4, partitions=3, lookahead=True, seed=5),
-        RunConfig(prompt="x", window=5, partitions=2, lookahead=True, seed=6),  # odd f: 4 windows over 2 ranks
-        RunConfig(prompt="x", window=4, partitions=3, lookahead=False, start="clip", seed=7),  # 3 windows: uneven shares
+        RunConfig(prompt="x", backbone="gaussian-ar1", window=4, partitions=3, lookahead=True, seed=5),
+        RunConfig(prompt="x", backbone="gaussian-ar1", window=5, partitions=2, lookahead=True, seed=6),  # odd f: 4 windows over 2 ranks
+        RunConfig(prompt="x", backbone="gaussian-ar1", window=4, partitions=3, lookahead=False, start="clip", seed=7),  # 3 windows: uneven shares
     ]
 
 
@@ -75,7 +75,7 @@ def test_torchrun_cli_writes_one_video_from_rank_zero(tmp_path: Path) -> None:
     env = dict(os.environ, FIFO_DIFFUSION_PLUGINS="gaussian,sinks", OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(free_port()), "-m", "fifo_core.cli", "generate", "a red circle", "--frames", "20",
+         "--master-port", str(free_port()), "-m", "fifo_core.cli", "generate", "a red circle", "--backbone", "gaussian-ar1", "--frames", "20",
          "--sink", str(video), "-q"],
         env=env, capture_output=True, text=True, timeout=220,
     )
@@ -91,7 +91,7 @@ def test_torchrun_generate_many_spreads_prompts_one_video_each(tmp_path: Path) -
     env = dict(os.environ, FIFO_DIFFUSION_PLUGINS="gaussian,sinks", OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(free_port()), "-m", "fifo_core.cli", "generate-many", str(prompts), "--frames", "6",
+         "--master-port", str(free_port()), "-m", "fifo_core.cli", "generate-many", str(prompts), "--backbone", "gaussian-ar1", "--frames", "6",
          "--sink", f"{tmp_path}/video_{{index}}/", "-q"],
         env=env, capture_output=True, text=True, timeout=220,
     )
