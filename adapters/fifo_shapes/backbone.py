@@ -1,0 +1,120 @@
+"""The ``fifo-shapes`` backbone: the project's own small text-to-video model (docs/default-model.md).
+
+It runs in pixel space: a latent frame is the world's ``'3 32 32'`` image in ``[-1, 1]``, and the
+decoder scales it up by whole pixels (``upscale``, 4 by default, so 128x128 video). The weights
+ship with the package (``weights/``), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
+from fifo_core.errors import ConfigError
+from fifo_core.schedule import DiscreteSchedule
+
+from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_FILE = "shapes.safetensors"
+CONFIG_FILE = "config.json"
+UPSCALE = 4
+
+# Speed decides n and guidance: every output frame costs 2 * n windows of f frames with lookahead
+# (twice that with guidance), and the model must stream at least 8 frames/s on two CPU cores
+# (benchmarks/realtime.py: 14.6 frames/s with these settings). n = 2 with f = 8 gives S = 16
+# levels. Guidance 3 improves colour and shape a little (benchmarks/prompt_agreement.py,
+# docs/default-model.md) but would halve the speed.
+DEFAULTS = BackboneDefaults(
+    height=32 * UPSCALE,
+    width=32 * UPSCALE,
+    window=8,
+    partitions=2,
+    lookahead=True,
+    sampler="ddim",
+    eta=0.0,
+    guidance_scale=1.0,
+    fps=8.0,
+    timestep_spacing="trailing",
+)
+
+
+class ShapesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str | None = Field(default=None, description="folder with shapes.safetensors and config.json; the shipped weights when unset")
+    device: str = Field(default="cpu", description="torch device")
+    upscale: int = Field(default=UPSCALE, ge=1, description="video pixels per world pixel along each side")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (torch's default when unset)")
+
+
+def load_model(folder: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ShapesModel, dict]:
+    """The model and its metadata (``config.json``) from ``folder`` (the shipped weights by default)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else WEIGHTS_DIR
+    weights, config_path = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not weights.is_file() or not config_path.is_file():
+        raise ConfigError(
+            f"no shapes model in {str(folder)!r}: expected {WEIGHTS_FILE} and {CONFIG_FILE} there; "
+            "train one with `python -m fifo_shapes.train --out FOLDER` or leave the weights option unset",
+            field="backbone_options",
+        )
+    metadata = json.loads(config_path.read_text(encoding="utf-8"))
+    state = load_file(str(weights))
+    model = ShapesModel(ShapesModelConfig(**metadata["model"]), token_ids=state["text.known_ids"].tolist())
+    model.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False), metadata
+
+
+def noise_schedule(config: ShapesModelConfig) -> DiscreteSchedule:
+    return DiscreteSchedule(cosine_alphas_cumprod(config.num_train_timesteps), prediction_type="v_prediction")
+
+
+class ShapesBackbone:
+    """Backbone protocol over :class:`~fifo_shapes.model.ShapesModel`; conditioning is a prompt
+    embedding ``'e'``."""
+
+    defaults = DEFAULTS
+
+    def __init__(self, weights: str | None = None, device: str = "cpu", upscale: int = UPSCALE, threads: int | None = None, *, model: ShapesModel | None = None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval() if model is not None else load_model(weights, self.device)[0]
+        self.schedule = noise_schedule(self.model.config)
+        self.upscale = upscale
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        step = 4 * self.upscale  # the U-Net halves 32 twice (pixel unshuffle, one down level)
+        if height % step or width % step:
+            raise ConfigError(
+                f"height and width must be multiples of {step} for fifo-shapes with upscale {self.upscale}, got {width}x{height}; "
+                f"the model was trained on {32 * self.upscale}x{32 * self.upscale}, the default",
+                field="height",
+            )
+        return (self.model.config.channels, height // self.upscale, width // self.upscale)
+
+    @torch.inference_mode()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        return self.model.text.encode([prompt])[0]
+
+    @torch.inference_mode()
+    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
+        prompts = torch.stack(list(conditioning)).to(self.device)
+        return self.model.denoiser(latents.to(self.device, torch.float32), timesteps.to(self.device), prompts)
+
+    def decode(self, latent: torch.Tensor) -> np.ndarray:
+        image = latent.float().clamp(-1, 1)
+        if self.upscale > 1:
+            image = image.repeat_interleave(self.upscale, 1).repeat_interleave(self.upscale, 2)
+        return to_uint8_frame(image)
+
+    def frame_decoder(self) -> StatelessDecoder:
+        return StatelessDecoder(self.decode)

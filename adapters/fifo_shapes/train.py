@@ -1,0 +1,252 @@
+"""Train the default model on the shapes world and write its weights (safetensors) and config.
+
+The shipped weights come from two stages; the defaults are stage 2's settings:
+
+    # stage 1, the base model: shapes, colours and backgrounds, one noise level per clip (one GPU, ~6 min)
+    python -m fifo_shapes.train --out adapters/fifo_shapes/weights/base --steps 4600 --batch 128 \
+        --learning-rate 2e-3 --warmup 200 --ema-decay 0.999 --diagonal-fraction 0 --high-noise-bias 1
+    # stage 2, motion: adds space-time convolutions, FIFO-like per-frame levels (2 CPU cores, ~31 min)
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/base --motion --out adapters/fifo_shapes/weights
+
+    python -m fifo_shapes.train --steps 20 --batch 4 --out /tmp/tiny   # a smoke run
+
+Video diffusion training (Ho et al. 2022) with a noise level per frame:
+``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` frame by frame, and the model learns
+``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` with a mean-squared error. Half of the clips (the
+``diagonal_fraction``) get increasing levels from first to last frame, as the windows of FIFO's
+queue have, so the model learns to continue cleaner frames into noisier ones; the other half share
+one level, as an ordinary clip (the queue's clip start) has. Clips are drawn by
+:mod:`fifo_shapes.world` on the training device as they are needed, from a seeded generator, so a
+run is determined by its settings. Captions name the background in 60% of clips, leave it out in
+30% (the model then picks one) and are empty in 10% (the unconditional model that classifier-free
+guidance needs). The saved weights are an exponential moving average of the trained ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from fifo_shapes.backbone import CONFIG_FILE, WEIGHTS_FILE, ShapesBackbone
+from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
+from fifo_shapes.world import COLOURS, MOTIONS, SHAPES, ClipBatch, all_captions, random_clips, render
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    steps: int = Field(default=1300, ge=1)
+    batch: int = Field(default=24, ge=1, description="clips per step")
+    frames: int = Field(default=8, ge=2, description="frames per clip: the backbone's window f")
+    learning_rate: float = 1.5e-3
+    warmup: int = 100
+    ema_decay: float = 0.998
+    caption_background: float = 0.6
+    caption_empty: float = 0.1
+    diagonal_fraction: float = Field(default=0.5, ge=0, le=1, description="clips with increasing per-frame levels, as in FIFO's queue")
+    high_noise_bias: float = Field(
+        default=2.0, ge=1,
+        description="draw levels as T * u^(1/bias): above 1 trains more on the noisy levels, where a frame's position and motion are decided",
+    )
+    init: str | None = Field(default=None, description="folder of trained weights to start from (stage 2 starts from stage 1)")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="also save the weights every this many steps")
+    time_limit_minutes: float | None = Field(default=None, gt=0, description="stop early (and say so) after this long")
+    model: ShapesModelConfig = ShapesModelConfig()
+
+
+def caption_tokens(model: ShapesModel) -> tuple[dict[str, int], torch.Tensor]:
+    """Every training caption's row in one token table ``'k l'``, tokenized once."""
+    texts = [""] + [c.text for c in all_captions(with_background=False)] + [c.text for c in all_captions(with_background=True)]
+    return {text: row for row, text in enumerate(texts)}, model.text.tokenize(texts)
+
+
+def captions_for(clips: ClipBatch, config: TrainConfig, generator: torch.Generator) -> list[str]:
+    draw = torch.rand(clips.colour.shape[0], generator=generator).tolist()
+    texts = []
+    for row, u in enumerate(draw):
+        if u < config.caption_empty:
+            texts.append("")
+        else:
+            texts.append(clips.caption(row, with_background=u < config.caption_empty + config.caption_background).text)
+    return texts
+
+
+def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
+    """Integer timesteps ``'b f'``: one per clip, or an increasing ramp for the diagonal fraction."""
+    bias = 1.0 / config.high_noise_bias
+    if config.high_noise_bias == 1:
+        shared = torch.randint(0, total, (batch, 1), generator=generator).expand(batch, frames)
+    else:
+        shared = (torch.rand(batch, 1, generator=generator) ** bias * total).long().clamp(max=total - 1).expand(batch, frames)
+    if config.diagonal_fraction == 0:
+        return shared.clone()
+    # FIFO's windows span about f / (n f) of the levels (half with n = 2), lower ends clamped to
+    # clean frames where lookahead keeps dequeued frames in the window.
+    spread = torch.rand(batch, 1, generator=generator) * 0.6
+    start = torch.rand(batch, 1, generator=generator) ** bias * (1 + spread) - spread
+    ramp = ((start + spread * torch.linspace(0, 1, frames)[None]) * total).round().long().clamp(0, total - 1)
+    diagonal = torch.rand(batch, 1, generator=generator) < config.diagonal_fraction
+    return torch.where(diagonal, ramp, shared)
+
+
+def _start_from(model: ShapesModel, folder: str) -> None:
+    """Load trained weights into ``model``; only the layers stage 2 adds (motion convolutions, the
+    text tower's word path) may be missing from them, and they start at zero, so the loaded
+    model's output is unchanged."""
+    from safetensors.torch import load_file
+
+    from fifo_shapes.backbone import WEIGHTS_FILE
+
+    state = load_file(str(Path(folder) / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    foreign = [key for key in missing if ".motion." not in key and not key.startswith("text.words.")] + list(unexpected)
+    if foreign:
+        raise ValueError(f"the weights in {folder} do not fit this model: {', '.join(foreign[:5])}; train the base model with the same sizes")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    warm = min(1.0, (step + 1) / config.warmup)
+    return config.learning_rate * warm * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+
+
+def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkpoint_to: str | Path | None = None) -> tuple[ShapesModel, dict]:
+    """Train, returning the averaged (EMA) model and its metadata; with ``checkpoint_every`` set,
+    the weights so far are also written to ``checkpoint_to`` (a long CPU run loses nothing)."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = torch.device(device)
+    # Gaussian noise is drawn where it is used (the bulk of the random numbers), seeded as well.
+    noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    model = ShapesModel(config.model)
+    if config.init is not None:
+        _start_from(model, config.init)
+    model = model.to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    abar = cosine_alphas_cumprod(config.model.num_train_timesteps).float().to(device)
+    rows, table = caption_tokens(model)
+    table = table.to(device)
+    began = time.perf_counter()
+    losses: list[float] = []
+    done = 0
+    for step in range(config.steps):
+        clips = random_clips(config.batch, config.frames, generator)
+        clean = render(clips, device)
+        tokens = table[torch.tensor([rows[text] for text in captions_for(clips, config, generator)], device=device)]
+        timesteps = noise_levels(config.batch, config.frames, config, config.model.num_train_timesteps, generator).to(device)
+        noise = torch.randn(clean.shape, generator=noise_generator, device=device)
+        a = abar[timesteps].sqrt()[:, None, :, None, None]
+        b = (1 - abar[timesteps]).sqrt()[:, None, :, None, None]
+        noisy = a * clean + b * noise
+        target = a * noise - b * clean
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            prediction = model.denoiser(noisy, timesteps.float(), model.text(tokens))
+        loss = F.mse_loss(prediction.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(config.ema_decay, (1 + step) / (10 + step))
+            for kept, current in zip(ema.parameters(), model.parameters()):
+                kept.lerp_(current, 1 - decay)
+        losses.append(float(loss.detach()))
+        done = step + 1
+        if log_every and (done % log_every == 0 or done == config.steps):
+            recent = sum(losses[-log_every:]) / len(losses[-log_every:])
+            print(f"step {done}/{config.steps}  loss {recent:.4f}  {time.perf_counter() - began:.1f} s", flush=True)
+        if config.checkpoint_every and checkpoint_to is not None and done % config.checkpoint_every == 0 and done < config.steps:
+            save(ema, _metadata(config, done, time.perf_counter() - began, device, losses), checkpoint_to)
+        if config.time_limit_minutes is not None and time.perf_counter() - began > 60 * config.time_limit_minutes:
+            print(f"time limit reached after {done} of {config.steps} steps; rerun with --steps {done} to reproduce", flush=True)
+            break
+    return ema.eval(), _metadata(config, done, time.perf_counter() - began, device, losses)
+
+
+def _metadata(config: TrainConfig, done: int, seconds: float, device: torch.device, losses: list[float]) -> dict:
+    return {
+        "model": config.model.model_dump(mode="json"),
+        "training": config.model_dump(mode="json", exclude={"model"}),
+        "steps_done": done,
+        "seconds": round(seconds, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 5),
+        "world": {"colours": list(COLOURS), "shapes": list(SHAPES), "motions": list(MOTIONS)},
+    }
+
+
+def save(model: ShapesModel, metadata: dict, folder: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().float().cpu().contiguous() if value.is_floating_point() else value.cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def evaluate(model: ShapesModel, device: str, prompts: int, frames: int) -> str:
+    """Prompt agreement of FIFO sampling with the backbone's defaults (a short version of
+    benchmarks/prompt_agreement.py)."""
+    from fifo_shapes.agreement import measure_agreement
+
+    backbone = ShapesBackbone(device=device, model=model)
+    return measure_agreement(backbone, prompts=prompts, frames=frames).describe()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fifo_shapes.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder for shapes.safetensors and config.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--diagonal-fraction", type=float)
+    parser.add_argument("--time-limit-minutes", type=float)
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write the weights so far to --out every STEPS steps")
+    parser.add_argument("--widths", type=int, nargs=2, help="channels of the 16x16 and 8x8 levels")
+    parser.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None, help="add space-time motion convolutions")
+    parser.add_argument("--init", help="start from the weights in this folder")
+    parser.add_argument("--ema-decay", type=float)
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("--high-noise-bias", type=float)
+    parser.add_argument("--evaluate", type=int, default=0, metavar="FRAMES", help="afterwards, check FIFO videos of this many frames on 8 prompts")
+    parser.add_argument("--log-every", type=int, default=100)
+    args = parser.parse_args(argv)
+    values = {
+        key: getattr(args, key)
+        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias")
+        if getattr(args, key) is not None
+    }
+    sizes = {key: value for key, value in (("widths", tuple(args.widths) if args.widths else None), ("motion", args.motion)) if value is not None}
+    if sizes:
+        values["model"] = ShapesModelConfig(**sizes)
+    config = TrainConfig(**values)
+    model, metadata = train(config, args.device, args.log_every, checkpoint_to=args.out)
+    if args.evaluate:
+        metadata["evaluation"] = evaluate(model, args.device, prompts=8, frames=args.evaluate)
+        print(f"evaluation: {metadata['evaluation']}", flush=True)
+    folder = save(model, metadata, args.out)
+    print(f"wrote {folder / WEIGHTS_FILE} ({metadata['steps_done']} steps, {metadata['seconds']:.0f} s on {metadata['device']})")
+
+
+if __name__ == "__main__":
+    main()

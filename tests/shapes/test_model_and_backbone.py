@@ -1,0 +1,117 @@
+"""The fifo-shapes backbone: the adapter conformance checks, per-frame timesteps, registration,
+the training script at tiny scale (reproducible from its seed) and a short prompt-agreement run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import fifo_shapes.plugin
+from fifo_core.plugins import Plugins
+from fifo_shapes.backbone import WEIGHTS_DIR, ShapesBackbone
+from fifo_shapes.train import TrainConfig, save, train
+from adapters.conformance import AdapterConformance
+
+
+@pytest.fixture(scope="module")
+def backbone() -> ShapesBackbone:
+    return ShapesBackbone(threads=2)
+
+
+class TestShapesConformance(AdapterConformance):
+    video_size = (128, 128)
+    window = 4  # the model is convolutional over frames; the mixin draws windows from an 8-level grid
+
+
+def test_registered_as_fifo_shapes_through_its_plugin() -> None:
+    plugins = Plugins(load_entry_points=False)
+    plugins.register(fifo_shapes.plugin, name="shapes")
+    spec = plugins.backbone("fifo-shapes")
+    assert plugins.backbone("shapes") is spec
+    assert spec.defaults.lookahead and spec.defaults.fps >= 8
+
+
+def test_each_frame_uses_its_own_timestep(backbone: ShapesBackbone) -> None:
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 3, 8, 32, 32, generator=generator)
+    condition = [backbone.encode_prompt("a red circle moving left")]
+    timesteps = torch.full((1, 8), 500.0)
+    base = backbone.predict(latents, timesteps, condition)
+    changed = timesteps.clone()
+    changed[0, 7] = 900.0
+    other = backbone.predict(latents, changed, condition)
+    # The changed frame's own output moves most: its level modulates its own features directly.
+    change = (base - other).abs().mean(dim=(0, 1, 3, 4))
+    assert int(change.argmax()) == 7 and float(change[7]) > 0
+
+
+def test_shipped_weights_are_small_and_described() -> None:
+    weights = WEIGHTS_DIR / "shapes.safetensors"
+    assert weights.stat().st_size < 20 * 2**20
+    metadata = json.loads((WEIGHTS_DIR / "config.json").read_text())
+    assert {"model", "training", "steps_done", "seconds", "device"} <= set(metadata)
+
+
+def test_training_runs_at_tiny_scale_and_is_reproducible(tmp_path: Path) -> None:
+    config = TrainConfig(steps=4, batch=2, warmup=2)
+    first, metadata = train(config, "cpu", log_every=0)
+    second, _ = train(config, "cpu", log_every=0)
+    save(first, metadata, tmp_path)
+    state = load_file(str(tmp_path / "shapes.safetensors"))
+    assert all(torch.equal(state[key], value) for key, value in second.state_dict().items())
+    loaded = ShapesBackbone(weights=str(tmp_path))
+    assert loaded.predict(torch.zeros(1, 3, 8, 32, 32), torch.zeros(1, 8), [loaded.encode_prompt("")]).shape == (1, 3, 8, 32, 32)
+
+
+def test_short_prompt_agreement_on_what_the_shipped_model_has_learned(backbone: ShapesBackbone) -> None:
+    """A small version of benchmarks/prompt_agreement.py. The shipped model draws the named colour,
+    shape and background; following the motion is not reached yet (docs/default-model.md), so
+    that aspect is reported, not asserted."""
+    from fifo_shapes.agreement import measure_agreement
+
+    agreement = measure_agreement(backbone, prompts=3, frames=48)
+    print(agreement.describe())
+    assert agreement.fraction("colour") >= 0.85, agreement.describe()
+    assert agreement.fraction("shape") >= 0.6, agreement.describe()
+    assert agreement.fraction("background") >= 0.95, agreement.describe()
+
+
+def test_motion_layers_start_at_zero_so_stage_two_begins_where_stage_one_ended(tmp_path: Path) -> None:
+    from fifo_shapes.model import ShapesModel, ShapesModelConfig
+    from fifo_shapes.train import _start_from
+
+    torch.manual_seed(3)
+    base = ShapesModel(ShapesModelConfig(widths=(8, 16)), token_ids=[1, 2, 3])
+    for parameter in base.parameters():  # zero-initialised layers would hide a wrong mapping
+        torch.nn.init.normal_(parameter, std=0.05)
+    save(base, {"model": base.config.model_dump(mode="json")}, tmp_path)
+    extended = ShapesModel(ShapesModelConfig(widths=(8, 16), motion=True), token_ids=[1, 2, 3])
+    _start_from(extended, str(tmp_path))
+    latents = torch.randn(2, 3, 8, 32, 32)
+    timesteps = torch.randint(0, 1000, (2, 8)).float()
+    prompts = torch.randn(2, base.config.embed_dim)
+    tokens = torch.tensor([[3, 1, 2, 1] + [0] * 12, [3, 2, 2, 1, 2] + [0] * 11])
+    with torch.no_grad():
+        torch.testing.assert_close(extended.denoiser(latents, timesteps, prompts), base.denoiser(latents, timesteps, prompts))
+        torch.testing.assert_close(extended.text(tokens), base.text(tokens))
+    wider = ShapesModel(ShapesModelConfig(widths=(16, 16), motion=True), token_ids=[1, 2, 3])
+    with pytest.raises((ValueError, RuntimeError)):
+        _start_from(wider, str(tmp_path))
+
+
+def test_training_levels_rise_along_diagonal_clips_and_lean_to_the_noisy_end() -> None:
+    from fifo_shapes.train import noise_levels
+
+    generator = torch.Generator().manual_seed(0)
+    levels = noise_levels(4000, 8, TrainConfig(diagonal_fraction=1.0, high_noise_bias=1.0), 1000, generator)
+    assert levels.min() >= 0 and levels.max() <= 999
+    assert bool((levels[:, 1:] >= levels[:, :-1]).all()), "levels must not fall from first to last frame"
+    assert float((levels[:, -1] - levels[:, 0]).float().mean()) > 100, "most clips span a real ramp"
+    shared = noise_levels(4000, 8, TrainConfig(diagonal_fraction=0.0, high_noise_bias=1.0), 1000, generator)
+    assert bool((shared == shared[:, :1]).all())
+    biased = noise_levels(4000, 8, TrainConfig(diagonal_fraction=0.0, high_noise_bias=2.0), 1000, generator)
+    assert 600 < float(biased.float().mean()) < 730 < 1000 and 430 < float(shared.float().mean()) < 570
