@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fifo_core.api import make_sampler
 from fifo_core.config import RunConfig
 from fifo_core.sampling import FifoSampler
 
@@ -18,21 +19,7 @@ from fifo_shapes.world import Caption
 
 def sampler_for(backbone: Any, prompt: str, seed: int = 0, **settings: Any) -> FifoSampler:
     """A FIFO sampler with the backbone's defaults, overridden by ``settings`` (RunConfig fields)."""
-    config = RunConfig(prompt=prompt, backbone="fifo-shapes", seed=seed, **settings)
-    run = config.resolve(backbone.defaults)
-    return FifoSampler(
-        backbone,
-        prompt,
-        layout=run.layout,
-        height=run.height,
-        width=run.width,
-        guidance_scale=run.guidance_scale,
-        sampler=run.sampler,
-        eta=run.eta,
-        timestep_spacing=run.timestep_spacing,
-        seed=seed,
-        start=config.start,
-    )
+    return make_sampler(RunConfig(prompt=prompt, backbone="fifo-shapes", seed=seed, **settings), backbone=backbone)
 
 
 def measure_agreement(
