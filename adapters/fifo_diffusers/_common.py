@@ -105,6 +105,12 @@ class ComponentLoader:
                 field="backbone_options",
             ) from None
 
+    def t5_prompt_encoder(self, encoder_class: Any, device: torch.device, dtype: torch.dtype, max_length: int) -> T5PromptEncoder:
+        """The pipeline's ``tokenizer`` and ``text_encoder`` (a T5-family ``encoder_class``) as one
+        :class:`T5PromptEncoder`."""
+        tokenizer = self.load("tokenizer", require("transformers").AutoTokenizer)
+        return T5PromptEncoder(tokenizer, self.load("text_encoder", encoder_class, torch_dtype=dtype), device, dtype, max_length)
+
     def scheduler(self) -> Any:
         """The pipeline's own scheduler, built from its ``scheduler_config.json``."""
         diffusers = require("diffusers")

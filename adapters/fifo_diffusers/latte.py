@@ -27,7 +27,6 @@ from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers._common import (
     ComponentLoader,
-    T5PromptEncoder,
     decode_sd_frame,
     place,
     require,
@@ -259,13 +258,7 @@ class LatteBackbone:
         return cls(
             transformer=loader.load("transformer", diffusers.LatteTransformer3DModel, torch_dtype=dtype),
             vae=loader.load("vae", diffusers.AutoencoderKL, torch_dtype=torch.float32),
-            prompt_encoder=T5PromptEncoder(
-                loader.load("tokenizer", transformers.AutoTokenizer),
-                loader.load("text_encoder", transformers.T5EncoderModel, torch_dtype=dtype),
-                device,
-                dtype,
-                parsed.max_sequence_length,
-            ),
+            prompt_encoder=loader.t5_prompt_encoder(transformers.T5EncoderModel, device, dtype, parsed.max_sequence_length),
             schedule=schedule_from_scheduler(scheduler),
             defaults=defaults,
             device=device,

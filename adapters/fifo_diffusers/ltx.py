@@ -29,7 +29,6 @@ from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers._common import (
     ComponentLoader,
-    T5PromptEncoder,
     frames_from_video,
     place,
     require,
@@ -153,13 +152,7 @@ class LTXBackbone:
         return cls(
             transformer=loader.load("transformer", diffusers.LTXVideoTransformer3DModel, torch_dtype=dtype),
             vae=loader.load("vae", diffusers.AutoencoderKLLTXVideo, torch_dtype=vae_dtype),
-            prompt_encoder=T5PromptEncoder(
-                loader.load("tokenizer", transformers.AutoTokenizer),
-                loader.load("text_encoder", transformers.T5EncoderModel, torch_dtype=dtype),
-                device,
-                dtype,
-                parsed.max_sequence_length,
-            ).encode_with_mask,
+            prompt_encoder=loader.t5_prompt_encoder(transformers.T5EncoderModel, device, dtype, parsed.max_sequence_length).encode_with_mask,
             schedule=schedule_from_scheduler(scheduler, parsed.flow_shift),
             defaults=defaults,
             device=device,

@@ -25,7 +25,6 @@ from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers._common import (
     ComponentLoader,
-    T5PromptEncoder,
     frames_from_video,
     place,
     require,
@@ -109,13 +108,7 @@ class WanBackbone:
         return cls(
             transformer=loader.load("transformer", diffusers.WanTransformer3DModel, torch_dtype=dtype),
             vae=loader.load("vae", diffusers.AutoencoderKLWan, torch_dtype=vae_dtype),
-            prompt_encoder=T5PromptEncoder(
-                loader.load("tokenizer", transformers.AutoTokenizer),
-                loader.load("text_encoder", transformers.UMT5EncoderModel, torch_dtype=dtype),
-                device,
-                dtype,
-                parsed.max_sequence_length,
-            ),
+            prompt_encoder=loader.t5_prompt_encoder(transformers.UMT5EncoderModel, device, dtype, parsed.max_sequence_length),
             schedule=schedule_from_scheduler(scheduler, parsed.flow_shift),
             defaults=defaults,
             device=device,
