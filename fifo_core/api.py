@@ -13,6 +13,7 @@ output is created, so a bad configuration leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ from fifo_core.errors import ConfigError, SinkError
 from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler, IterationEvent
 from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
+from fifo_core.stopping import StopRequest
 
 __all__ = [
     "FrameEvent",
     "PromptTimeline",
     "RunConfig",
     "RunSummary",
+    "StopRequest",
     "generate",
     "iter_frames",
     "load_backbone",
@@ -140,6 +143,19 @@ def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) ->
     return chosen
 
 
+def _stoppable(on_iteration: Callable[[IterationEvent], None], stop: StopRequest | None) -> Callable[[IterationEvent], None]:
+    """``on_iteration``, then end the run if ``stop`` was requested: between model steps, the
+    first point where no lock or buffer is half-updated."""
+    if stop is None:
+        return on_iteration
+
+    def iteration_done(event: IterationEvent) -> None:
+        on_iteration(event)
+        stop.raise_if_set()
+
+    return iteration_done
+
+
 def generate(
     config: RunConfig,
     *,
@@ -149,11 +165,14 @@ def generate(
     on_sink_failure: Callable[[SinkFailure], None] | None = None,
     on_ready: Callable[[], None] | None = None,
     group: WindowGroup | None = None,
+    stop: StopRequest | None = None,
 ) -> RunSummary:
     """Run ``config`` into its sinks and return how it ended.
 
-    Ctrl-C (``KeyboardInterrupt``) ends the run cleanly: every sink is flushed and closed and the
-    summary says ``interrupted``. Other errors are re-raised after the sinks are closed.
+    ``stop`` (set from any thread, or by Ctrl-C inside ``stop.on_signals()``) ends the run after
+    the current model step; so does a ``KeyboardInterrupt``. Either way every sink is flushed and
+    closed and the summary says ``interrupted``. Other errors are re-raised after the sinks are
+    closed.
     """
     plugins = plugins or default_plugins()
     spec: BackboneSpec = plugins.backbone(config.backbone)
@@ -164,32 +183,35 @@ def generate(
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = _sampler(config, run, timeline, backbone, plugins.iteration_done, group)
+    sampler = _sampler(config, run, timeline, backbone, _stoppable(plugins.iteration_done, stop), group)
 
     summary = RunSummary(config=config)
-    sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
-    fanout = SinkFanout(sinks, on_failure=on_sink_failure)
-    began = time.perf_counter()
-    try:
-        plugins.run_started(config=config, backbone=backbone)
-        if on_ready is not None:
-            on_ready()
-        for frame in sampler.frames(config.frames):
-            if chosen and not fanout.live_sinks:
-                raise SinkError("every sink has failed, so the run stops; see the errors above")
-            fanout.write(frame)
-            event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
-            summary.frames += 1
-            plugins.frame_written(event)
-            if on_frame is not None:
-                on_frame(event)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    except BaseException as error:
-        summary.error = error
-        raise
-    finally:
-        summary.sink_failures = fanout.close()
-        summary.seconds = time.perf_counter() - began
-        plugins.run_ended(summary=summary)
+    with stop.deferring() if stop is not None else contextlib.nullcontext():
+        sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
+        fanout = SinkFanout(sinks, on_failure=on_sink_failure)
+        began = time.perf_counter()
+        try:
+            plugins.run_started(config=config, backbone=backbone)
+            if on_ready is not None:
+                on_ready()
+            for frame in sampler.frames(config.frames):
+                if chosen and not fanout.live_sinks:
+                    raise SinkError("every sink has failed, so the run stops; see the errors above")
+                fanout.write(frame)
+                event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
+                summary.frames += 1
+                plugins.frame_written(event)
+                if on_frame is not None:
+                    on_frame(event)
+                if stop is not None:
+                    stop.raise_if_set()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except BaseException as error:
+            summary.error = error
+            raise
+        finally:
+            summary.sink_failures = fanout.close()
+            summary.seconds = time.perf_counter() - began
+            plugins.run_ended(summary=summary)
     return summary

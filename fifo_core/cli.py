@@ -7,7 +7,6 @@ A thin layer over :mod:`fifo_core.api`: flags become a :class:`RunConfig`; any
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from fifo_core.distributed import WindowGroup
 from fifo_core.errors import FifoError
 from fifo_core.plugins import default_plugins
 from fifo_core.sink import SinkFailure
+from fifo_core.stopping import StopRequest
 
 EXIT_CONFIG_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -71,15 +71,6 @@ class _Progress:
             self.bar.close()
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C, so sinks are flushed and outputs stay playable."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fifo-diffusion")
 def main() -> None:
@@ -129,7 +120,7 @@ def _settings(config_file: str | None, options: tuple[str, ...], sinks: tuple[st
     return values
 
 
-def _run(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummary:
+def _run(config: RunConfig, group: WindowGroup | None, quiet: bool, stop: StopRequest) -> RunSummary:
     plugins = default_plugins()
     plugins.report_failures()
     progress = _Progress(config.frames, enabled=not quiet and (group is None or group.is_main))
@@ -140,18 +131,18 @@ def _run(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummar
     try:
         return generate(
             config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start,
-            group=group,
+            group=group, stop=stop,
         )
     finally:
         progress.close()
 
 
-def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool) -> RunSummary:
+def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, stop: StopRequest) -> RunSummary:
     """:func:`_run`, then leave the torchrun group cleanly (see :meth:`WindowGroup.close`)."""
     if group is None:
-        return _run(config, None, quiet)
+        return _run(config, None, quiet, stop)
     try:
-        summary = _run(config, group, quiet)
+        summary = _run(config, group, quiet, stop)
     except BaseException:
         group.close(wait_for_others=False)
         raise
@@ -183,8 +174,9 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
             raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
         config = RunConfig.parse(values)
         group = WindowGroup.from_environment()  # set up by torchrun; None for one process
-        _stop_on_sigterm()
-        summary = _run_in_group(config, group, quiet)
+        stop = StopRequest()
+        with stop.on_signals():  # Ctrl-C and SIGTERM end the run cleanly, keeping every frame
+            summary = _run_in_group(config, group, quiet, stop)
     except FifoError as error:
         _fail(error)
     if group is not None and not group.is_main:
@@ -223,13 +215,14 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
         ]
         group = WindowGroup.from_environment()
         rank, world = (group.rank, group.world_size) if group else (0, 1)
-        _stop_on_sigterm()
+        stop = StopRequest()
         try:
-            for config in configs[rank::world]:
-                summary = _run(config, None, quiet)
-                if summary.interrupted:
-                    _report(summary)
-                click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+            with stop.on_signals():
+                for config in configs[rank::world]:
+                    summary = _run(config, None, quiet, stop)
+                    if summary.interrupted:
+                        _report(summary)
+                    click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
         finally:
             if group is not None:
                 # Ranks have different amounts of work, so none waits for the others here.
