@@ -10,7 +10,7 @@ Loads a diffusers ``LTXPipeline`` folder or hub id (subfolders ``transformer``, 
   a fixed FIFO level grid cannot follow: the ``flow_shift`` option is then required.
 * Decoding: the VAE compresses time 8x and space 32x; latent ``j >= 1`` decodes to video frames
   ``8j-7 .. 8j``, latent 0 to frame 0. Its decoder is not causal (LTX-Video 0.9): every frame
-  depends on latents before and after it. :class:`LTXStreamDecoder` decodes overlapping chunks at
+  depends on latents before and after it. :func:`ltx_stream_decoder` decodes overlapping chunks at
   the queue head, with ``context`` earlier and ``lookahead`` later latents around each group of
   new ones, and emits only the new latents' frames (the difference to a whole-clip decode is
   measured in the tests and documented in ``docs/adapters/ltx.md``).
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import BackboneDefaults
+from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers._common import (
     ComponentLoader,
-    frames_from_video,
     place,
     require,
     resolve_device,
@@ -41,62 +41,28 @@ from fifo_diffusers.defaults import LTXOptions
 COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
-class LTXStreamDecoder:
-    """Chunked streaming decode at the queue head: latents ``'c h w'`` in, video frames out.
+def ltx_stream_decoder(vae: Any, *, context: int, lookahead: int, chunk: int) -> ChunkedClipDecoder:
+    """Chunked streaming decode at the queue head (:class:`~fifo_core.decoding.ChunkedClipDecoder`)
+    with the LTX VAE: latents are denormalised and decoded ``chunk`` at a time with up to
+    ``context`` earlier and ``lookahead`` later ones. A causal decoder needs no lookahead (it is
+    then forced to 0). The first latent gives 1 frame and every later one 8."""
+    parameter = next(vae.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    mean = vae.latents_mean.view(-1, 1, 1, 1).to(device, dtype)
+    std = vae.latents_std.view(-1, 1, 1, 1).to(device, dtype)
+    temb = torch.zeros(1, device=device, dtype=dtype) if vae.config.timestep_conditioning else None
 
-    Latents are decoded ``chunk`` at a time together with up to ``context`` earlier and
-    ``lookahead`` later latents; only the frames of the ``chunk`` new latents are emitted, so
-    output lags ``chunk + lookahead`` latents behind the queue head and :meth:`flush` decodes
-    the rest. A causal decoder needs no lookahead (it is then forced to 0). In total the first
-    latent gives 1 frame and every later one ``8`` (the temporal compression), as a whole-clip
-    decode does.
-    """
+    def decode_clip(latents: torch.Tensor) -> torch.Tensor:
+        z = latents.to(device, dtype) * std / vae.config.scaling_factor + mean
+        return vae.decoder(z[None], temb)[0].clamp(-1, 1)
 
-    def __init__(self, vae: Any, *, context: int, lookahead: int, chunk: int) -> None:
-        if context < 1 or lookahead < 0 or chunk < 1:
-            raise ConfigError(
-                f"decode_context must be >= 1, decode_lookahead >= 0 and decode_chunk >= 1; got {context}, {lookahead}, {chunk}",
-                field="backbone_options",
-            )
-        self.vae = vae
-        self.context, self.chunk = context, chunk
-        self.lookahead = 0 if vae.config.decoder_causal else lookahead
-        self.per_latent = vae.temporal_compression_ratio
-        parameter = next(vae.parameters())
-        self._device, self._dtype = parameter.device, parameter.dtype
-        self._mean = vae.latents_mean.view(-1, 1, 1).to(self._device, self._dtype)
-        self._std = vae.latents_std.view(-1, 1, 1).to(self._device, self._dtype)
-        self._temb = torch.zeros(1, device=self._device, dtype=self._dtype) if vae.config.timestep_conditioning else None
-        self._latents: list[torch.Tensor] = []  # kept latents, the first of them has index self._first
-        self._first = 0
-        self._emitted = 0  # latents whose frames were handed out
-
-    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
-        z = latent.to(self._device, self._dtype) * self._std / self.vae.config.scaling_factor + self._mean
-        self._latents.append(z)
-        received = self._first + len(self._latents)
-        if received - self._emitted >= self.chunk + self.lookahead:
-            return self._emit(self._emitted + self.chunk, received)
-        return []
-
-    def flush(self) -> list[np.ndarray]:
-        received = self._first + len(self._latents)
-        return self._emit(received, received) if received > self._emitted else []
-
-    @torch.no_grad()
-    def _emit(self, until: int, available: int) -> list[np.ndarray]:
-        """Frames of latents ``emitted .. until - 1``, decoded with the kept latents up to ``available``."""
-        begin = max(self._first, self._emitted - self.context)
-        chunk = torch.stack(self._latents[begin - self._first : available - self._first], dim=1)[None]
-        video = self.vae.decoder(chunk, self._temb)[0].clamp(-1, 1)  # '3 t h w', t = 1 + 8 (latents - 1)
-        start = 0 if self._emitted == 0 else self.per_latent * (self._emitted - begin) - (self.per_latent - 1)
-        stop = self.per_latent * (until - 1 - begin) + 1
-        frames = frames_from_video(video[:, start:stop])
-        self._emitted = until
-        keep_from = max(0, self._emitted - self.context)
-        del self._latents[: keep_from - self._first]
-        self._first = keep_from
-        return frames
+    return ChunkedClipDecoder(
+        decode_clip,
+        per_latent=vae.temporal_compression_ratio,
+        context=context,
+        lookahead=0 if vae.config.decoder_causal else lookahead,
+        chunk=chunk,
+    )
 
 
 class LTXBackbone:
@@ -209,8 +175,8 @@ class LTXBackbone:
         )[0]
         return self.unpack(output, frames, height, width)
 
-    def frame_decoder(self) -> LTXStreamDecoder:
-        return LTXStreamDecoder(self.vae, **self.decode_settings)
+    def frame_decoder(self) -> ChunkedClipDecoder:
+        return ltx_stream_decoder(self.vae, **self.decode_settings)
 
 
 def dynamic_shift(config: Any, defaults: BackboneDefaults) -> float:

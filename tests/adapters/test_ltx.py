@@ -15,7 +15,7 @@ from fifo_core.cli import main
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import FlowMatchingSchedule
 from fifo_diffusers._common import frames_from_video
-from fifo_diffusers.ltx import LTXStreamDecoder
+from fifo_diffusers.ltx import ltx_stream_decoder
 
 from .conformance import AdapterConformance
 
@@ -78,7 +78,7 @@ def test_dynamic_shifting_needs_an_explicit_flow_shift(backbone, ltx_folder: Pat
 
 
 def _stream(vae, latents: torch.Tensor, **settings) -> tuple[list[int], list[np.ndarray]]:
-    decoder = LTXStreamDecoder(vae, **settings)
+    decoder = ltx_stream_decoder(vae, **settings)
     counts, frames = [], []
     for k in range(latents.shape[1]):
         out = decoder.decode(latents[:, k])
