@@ -217,6 +217,36 @@ class PerFrameModulation:
         return (y * (1 + scale) + shift,)
 
 
+@torch.no_grad()
+def latte_noise_prediction(
+    transformer: Any,
+    shim: PerFrameModulation,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    encoder_states: torch.Tensor,
+) -> torch.Tensor:
+    """Epsilon ``'b c f h w'`` of a ``LatteTransformer3DModel`` at per-frame ``timesteps`` ``'b f'``:
+    the first ``c`` output channels (the rest, when present, are the learned variance)."""
+    frames, length = latents.shape[2], transformer.config.video_length
+    if frames not in (1, length):
+        raise ConfigError(
+            f"Latte's temporal position embedding covers exactly {length} frames (video_length), but a window of "
+            f"{frames} latent frames was given; run with --f {length}",
+            field="window",
+        )
+    parameter = next(transformer.parameters())
+    device, dtype = parameter.device, parameter.dtype
+    timesteps = timesteps.to(device, torch.float32)
+    with shim.active(timesteps):
+        output = transformer(
+            latents.to(device, dtype),
+            timesteps[:, 0].contiguous(),
+            encoder_hidden_states=encoder_states.to(device, dtype),
+            return_dict=False,
+        )[0]
+    return output[:, : latents.shape[1]]
+
+
 class LatteBackbone:
     """FIFO backbone over a ``LatteTransformer3DModel``."""
 
@@ -274,25 +304,9 @@ class LatteBackbone:
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         return self.prompt_encoder(prompt)
 
-    @torch.no_grad()
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
         """Noise prediction ``'b c f h w'`` (epsilon only) at per-frame ``timesteps`` ``'b f'``."""
-        frames, length = latents.shape[2], self.transformer.config.video_length
-        if frames not in (1, length):
-            raise ConfigError(
-                f"Latte's temporal position embedding covers exactly {length} frames (video_length), but a window of "
-                f"{frames} latent frames was given; run with --f {length}",
-                field="window",
-            )
-        timesteps = timesteps.to(self.device, torch.float32)
-        with self.shim.active(timesteps):
-            output = self.transformer(
-                latents.to(self.device, self.dtype),
-                timesteps[:, 0].contiguous(),
-                encoder_hidden_states=stack_conditioning(conditioning).to(self.dtype),
-                return_dict=False,
-            )[0]
-        return output[:, : latents.shape[1]]
+        return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, stack_conditioning(conditioning))
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(lambda latent: decode_sd_frame(self.vae, latent))

@@ -17,7 +17,7 @@ class AdapterConformance:
         generator = torch.Generator().manual_seed(0)
         shape = backbone.latent_shape(*self.video_size)
         latents = torch.randn(batch, shape[0], self.window, *shape[1:], generator=generator)
-        grid = backbone.schedule.grid(8).timesteps.float()
+        grid = backbone.schedule.grid(max(8, self.window + batch + 1)).timesteps.float()
         timesteps = torch.stack([grid[1 + row : 1 + row + self.window] for row in range(batch)])
         return latents, timesteps
 
