@@ -1,4 +1,4 @@
-"""Seconds per output frame and peak memory of FIFO sampling with each diffusers adapter.
+"""Seconds per output frame and peak memory of FIFO sampling with each diffusers-based adapter.
 
 Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
 nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
@@ -9,6 +9,7 @@ after the first frame), seconds to the first frame, peak memory; and the GPU's n
     python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
     python benchmarks/adapters.py --families wan2.1-t2v-1.3b --frames 100 --dtype bfloat16
     python benchmarks/adapters.py --tiny --device cpu --frames 3,6 # smoke test of this script
+    python benchmarks/adapters.py --families opensora-plan-v1.1 --frames 100 --lookahead both  # 65x512x512, n=8
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.backbone import Backbone
 from fifo_diffusers import random_models
-from fifo_diffusers._common import RandomPromptEncoder
+from fifo_diffusers._common import RandomPromptEncoder, random_fill_
 from fifo_diffusers.defaults import (
     ANIMATEDIFF_DEFAULTS,
     LATTE_DEFAULTS,
@@ -33,7 +34,10 @@ from fifo_diffusers.defaults import (
     ZEROSCOPE_DEFAULTS,
 )
 
-FAMILIES = ("zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b", "latte-1", "ltx-video")
+FAMILIES = (
+    "zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b", "latte-1", "ltx-video",
+    "opensora-plan-v1.1",
+)
 DEFAULT_FAMILIES = FAMILIES[:3]
 
 
@@ -92,7 +96,29 @@ def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> 
             prompt_encoder=lambda prompt: (encoder(prompt), torch.ones(1, encoder.length, dtype=torch.bool, device=device)),
             schedule=random_models_schedule(parts["scheduler"], shift=3.0), defaults=LTX_DEFAULTS, device=device, dtype=dtype,
         )
+    if family == "opensora-plan-v1.1":
+        return build_opensora_plan(tiny, device, dtype)
     raise SystemExit(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+
+
+def build_opensora_plan(tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
+    """Open-Sora Plan v1.1 65x512x512 at its released size (1.06 B transformer, CausalVAE), random weights."""
+    import diffusers
+
+    from fifo_opensora import causal_vae, transformer
+    from fifo_opensora.backbone import EncodedPrompt, OpenSoraPlanBackbone
+    from fifo_opensora.defaults import OPENSORA_65_DEFAULTS
+
+    released = transformer.tiny_released_config() if tiny else transformer.released_config("65x512x512")
+    model = diffusers.LatteTransformer3DModel(**transformer.diffusers_latte_config(released, video_length=17))
+    vae = causal_vae.CausalVAE.from_config(causal_vae.tiny_config() if tiny else causal_vae.released_config())
+    # A typical prompt is well under the 300-token limit; the states are cut to its length.
+    states = RandomPromptEncoder(120, released["caption_channels"], device, dtype)
+    return OpenSoraPlanBackbone(
+        transformer=random_fill_(model, 0), vae=random_fill_(vae, 1),
+        prompt_encoder=lambda prompt: EncodedPrompt(states(prompt), states.length),
+        defaults=OPENSORA_65_DEFAULTS, device=device, dtype=dtype, vae_dtype=dtype,
+    )
 
 
 def random_models_schedule(scheduler: Any, shift: float | None = None):
@@ -102,13 +128,15 @@ def random_models_schedule(scheduler: Any, shift: float | None = None):
 
 
 def tiny_settings(family: str) -> dict[str, Any]:
+    if family.startswith("opensora"):  # the window is the temporal position table: 17 latent frames
+        return {"height": 32, "width": 32, "window": 17, "partitions": 1}
     size = 64 if family.startswith(("wan", "ltx")) else 16
     return {"height": size, "width": size, "window": 4, "partitions": 1}
 
 
-def measure(backbone: Backbone, family: str, frames: int, tiny: bool, guidance: float | None) -> dict[str, float]:
+def measure(backbone: Backbone, family: str, frames: int, tiny: bool, guidance: float | None, lookahead: bool | None = None) -> dict[str, float]:
     config = RunConfig(
-        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance,
+        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead,
         **(tiny_settings(family) if tiny else {}),
     )
     sampler = make_sampler(config, backbone=backbone)
@@ -141,6 +169,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--guidance", type=float, default=None, help="override the models' guidance (1 disables CFG)")
     parser.add_argument("--tiny", action="store_true", help="tiny models (a CPU smoke test of this script)")
+    parser.add_argument("--lookahead", default="default", choices=["default", "on", "off", "both"], help="lookahead denoising")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -156,8 +185,9 @@ def main() -> None:
     for family in args.families.split(","):
         with torch.inference_mode():
             backbone = build(family.strip(), args.tiny, device, dtype)
-            for frames in lengths:
-                result = measure(backbone, family.strip(), frames, args.tiny, args.guidance)
+            lookaheads = {"default": [None], "on": [True], "off": [False], "both": [True, False]}[args.lookahead]
+            for frames, lookahead in [(frames, lookahead) for lookahead in lookaheads for frames in lengths]:
+                result = measure(backbone, family.strip(), frames, args.tiny, args.guidance, lookahead)
                 layout = result["layout"]
                 settings = tiny_settings(family) if args.tiny else backbone.defaults.model_dump()
                 print(

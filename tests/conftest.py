@@ -12,7 +12,7 @@ import pytest
 
 import fifo_core.plugins
 
-BUILT_IN_ENTRY_POINTS = "shapes,gaussian,sinks,timeline,diffusers,videocrafter"
+BUILT_IN_ENTRY_POINTS = "shapes,gaussian,sinks,timeline,diffusers,videocrafter,opensora"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
