@@ -230,6 +230,20 @@ class ClipPromptEncoder:
         return hidden.to(self.dtype)
 
 
+def tokenize_padded(tokenizer: Any, text: str, max_length: int) -> Any:
+    """``text``'s token ids and attention mask ``'1 max_length'``: special tokens added, padded and
+    truncated to ``max_length``, as the T5-conditioned pipelines tokenize."""
+    return tokenizer(
+        [text],
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+
+
 class T5PromptEncoder:
     """T5/UMT5 encoder states ``'1 L d'``: the prompt's tokens, then zeros up to ``max_length``
     (Wan's convention: padding positions carry zero vectors, not the encoder's output)."""
@@ -248,15 +262,7 @@ class T5PromptEncoder:
     def encode_with_mask(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """States ``'1 L d'`` (zeros after the prompt) and the attention mask ``'1 L'`` (bool) of
         the prompt's tokens, for models that attend to those only (LTX-Video)."""
-        tokens = self.tokenizer(
-            [clean_prompt(prompt)],
-            padding="max_length",
-            max_length=self.max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        tokens = tokenize_padded(self.tokenizer, clean_prompt(prompt), self.max_length)
         length = int(tokens.attention_mask.sum())
         hidden = self.text_encoder(tokens.input_ids.to(self.device), tokens.attention_mask.to(self.device)).last_hidden_state
         hidden = hidden.to(self.dtype)

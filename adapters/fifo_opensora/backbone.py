@@ -31,7 +31,7 @@ from fifo_core.backbone import BackboneDefaults
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
-from fifo_diffusers._common import clean_prompt, place, require, resolve_device, resolve_dtype
+from fifo_diffusers._common import clean_prompt, place, require, resolve_device, resolve_dtype, tokenize_padded
 from fifo_diffusers.latte import PerFrameModulation, latte_noise_prediction
 from fifo_opensora.causal_vae import SCALING_FACTOR, CausalVAE
 from fifo_opensora.defaults import OpenSoraPlanOptions
@@ -64,15 +64,7 @@ class OpenSoraPromptEncoder:
 
     @torch.no_grad()
     def __call__(self, prompt: str) -> EncodedPrompt:
-        tokens = self.tokenizer(
-            [clean_prompt(prompt).lower()],
-            padding="max_length",
-            max_length=self.max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        tokens = tokenize_padded(self.tokenizer, clean_prompt(prompt).lower(), self.max_length)
         mask = tokens.attention_mask.to(self.device)
         states = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
         return EncodedPrompt(states.to(self.dtype), int(tokens.attention_mask.sum()))
