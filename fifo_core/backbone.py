@@ -44,6 +44,16 @@ class BackboneDefaults(BaseModel):
     fps: float = Field(default=8.0, gt=0)
     timestep_spacing: TimestepSpacing = "trailing"
     frames_per_latent: int = Field(default=1, gt=0, description="video frames each latent frame decodes to")
+    first_latent_frames: int = Field(
+        default=1, gt=0,
+        description="video frames the first latent of a clip decodes to (1 for causal video VAEs, which encode the first frame as an image)",
+    )
+
+    def first_frame_of_latent(self, latent: int) -> int:
+        """Index of the first video frame latent ``latent`` decodes to (0 for the first latent)."""
+        if latent <= 0:
+            return 0
+        return self.first_latent_frames + self.frames_per_latent * (latent - 1)
 
 
 @runtime_checkable

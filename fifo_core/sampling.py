@@ -116,7 +116,6 @@ class FifoSampler:
         self.start = start
         self.max_batch = max_batch
         self.on_iteration = on_iteration
-        self.frames_per_latent = backbone.defaults.frames_per_latent
         self._conditioning: dict[str, Any] = {}
         self._timesteps = self.grid.timesteps.to(torch.float32)
 
@@ -135,7 +134,9 @@ class FifoSampler:
         return self._conditioning[prompt]
 
     def prompt_for_latent(self, frame_id: int) -> str:
-        return self.timeline.prompt_at(max(frame_id, 0) * self.frames_per_latent)
+        """The prompt in force at the first video frame of latent ``frame_id`` (warm-up latents,
+        with negative ids, belong to the first prompt)."""
+        return self.timeline.prompt_at(self.backbone.defaults.first_frame_of_latent(frame_id))
 
     # -- the model call --------------------------------------------------------------------
 

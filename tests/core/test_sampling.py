@@ -129,11 +129,20 @@ def test_windows_holding_later_frames_get_the_later_prompt() -> None:
 
 
 def test_timeline_counts_video_frames_not_latents() -> None:
-    # With 4 video frames per latent, the prompt starting at video frame 8 holds from latent 2 on.
+    # A causal video VAE: latent 0 is frame 0, latent j >= 1 frames 4j-3 .. 4j. The prompt starting at
+    # video frame 8 holds from latent 3 (frames 9-12) on; latent 2 (frames 5-8) starts before it.
     timeline = PromptTimeline(entries=(TimedPrompt(start=0, prompt="a"), TimedPrompt(start=8, prompt="b")))
     sampler = sampler_for(RecordingBackbone(window=4, frames_per_latent=4), timeline)
-    assert [sampler.prompt_for_latent(i) for i in range(4)] == ["a", "a", "b", "b"]
+    assert [sampler.prompt_for_latent(i) for i in range(5)] == ["a", "a", "a", "b", "b"]
     assert sampler.prompt_for_latent(-3) == "a", "warm-up frames belong to the first prompt"
+
+
+def test_timeline_with_a_vae_whose_every_latent_gives_the_same_frame_count() -> None:
+    timeline = PromptTimeline(entries=(TimedPrompt(start=0, prompt="a"), TimedPrompt(start=8, prompt="b")))
+    backbone = RecordingBackbone(window=4, frames_per_latent=4)
+    backbone.defaults = backbone.defaults.model_copy(update={"first_latent_frames": 4})
+    sampler = sampler_for(backbone, timeline)
+    assert [sampler.prompt_for_latent(i) for i in range(4)] == ["a", "a", "b", "b"]
 
 
 # --------------------------------------------------------------------------------------------
