@@ -119,6 +119,7 @@ def _sampler(
         seed=config.seed,
         start=config.start,
         max_batch=config.max_batch,
+        overlap_decode=config.overlap_decode,
         on_iteration=on_iteration,
         group=group,
     )

@@ -98,6 +98,9 @@ class RunConfig(BaseModel):
     width: int | None = Field(default=None, gt=0)
     start: QueueStart = Field(default="ramp", description="queue start: 'ramp' (pure noise) or 'clip' (reference)")
     max_batch: int | None = Field(default=None, ge=1, description="most window rows per model call")
+    overlap_decode: bool | None = Field(
+        default=None, description="decode frames on a thread of their own, overlapping denoising; default: on for CUDA backbones"
+    )
     sinks: list[str] = Field(default_factory=list, description="output targets: file.mp4, folder/, rtmp://...")
 
     @field_validator("prompt", mode="before")

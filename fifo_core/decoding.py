@@ -6,16 +6,20 @@ clean latent per step, so :class:`ChunkedClipDecoder` decodes small clips at the
 ``chunk`` of new latents together with up to ``context`` earlier ones (and ``lookahead`` later
 ones, for decoders that look ahead in time), keeping only the frames of the new latents. Memory
 stays bounded by the clip length, however long the video runs.
+
+:class:`BackgroundDecoder` runs any decoder on a thread of its own, so decoding overlaps denoising.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
-from fifo_core.backbone import to_uint8_frame
+from fifo_core.backbone import FrameDecoder, to_uint8_frame
 from fifo_core.errors import ConfigError
 
 
@@ -77,3 +81,54 @@ class ChunkedClipDecoder:
         del self._latents[: keep_from - self._first]
         self._first = keep_from
         return frames
+
+
+class BackgroundDecoder:
+    """Runs another :class:`~fifo_core.backbone.FrameDecoder` on a thread of its own, so decoding
+    the latest clean latent overlaps the next denoising iteration.
+
+    :meth:`decode` hands the latent to the thread and returns the frames of the latent before it
+    (waiting for them if they are not ready), so frames come out in order, one latent late; on CUDA
+    the thread decodes on its own stream, after the stream that made the latent has finished it.
+    :meth:`flush` waits for everything and returns the rest. Errors of the decoder are raised in
+    the caller's thread.
+    """
+
+    def __init__(self, decoder: FrameDecoder, device: torch.device) -> None:
+        self.decoder = decoder
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fifo-decode")
+        self._pending: Future | None = None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def _decode_on_stream(self, latent: torch.Tensor, made: Any) -> Sequence[np.ndarray]:
+        if self._stream is None:
+            return self.decoder.decode(latent)
+        with torch.cuda.stream(self._stream):
+            if made is not None:
+                self._stream.wait_event(made)
+            return self.decoder.decode(latent)
+
+    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
+        made = None
+        if self._stream is not None and latent.is_cuda:
+            made = torch.cuda.Event()
+            made.record()  # on the stream that computed the latent
+            latent.record_stream(self._stream)
+        ready = self._collect()
+        self._pending = self._executor.submit(self._decode_on_stream, latent, made)
+        return ready
+
+    def _collect(self) -> list[np.ndarray]:
+        if self._pending is None:
+            return []
+        pending, self._pending = self._pending, None
+        return list(pending.result())
+
+    def flush(self) -> list[np.ndarray]:
+        frames = self._collect()
+        frames += list(self._executor.submit(self.decoder.flush).result())
+        return frames
+
+    def close(self) -> None:
+        """Stop the thread; a decode still running is waited for, its frames dropped."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

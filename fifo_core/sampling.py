@@ -27,6 +27,7 @@ import torch
 
 from fifo_core.backbone import Backbone
 from fifo_core.config import PromptTimeline, QueueStart
+from fifo_core.decoding import BackgroundDecoder
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError
 from fifo_core.partition import QueueLayout, Window
@@ -67,6 +68,9 @@ class FifoSampler:
     """Runs FIFO-Diffusion with one backbone. Create one per video.
 
     Arguments are the resolved run settings (see :class:`fifo_core.config.RunConfig`).
+    ``overlap_decode`` decodes each clean latent on a thread of its own while the next iteration
+    runs (:class:`~fifo_core.decoding.BackgroundDecoder`; by default on CUDA backbones only): the
+    same frames, one latent later.
     ``on_iteration`` receives an :class:`IterationEvent` after each iteration. With ``group``
     (see :mod:`fifo_core.distributed`) each process evaluates a share of every iteration's windows.
     """
@@ -89,8 +93,12 @@ class FifoSampler:
         max_batch: int | None = None,
         on_iteration: Callable[[IterationEvent], None] | None = None,
         group: WindowGroup | None = None,
+        overlap_decode: bool | None = None,
     ) -> None:
         self.backbone = backbone
+        # Decoding on a thread of its own pays where the model runs on a GPU; on CPUs the two would
+        # share the same cores.
+        self.overlap_decode = backbone.device.type == "cuda" if overlap_decode is None else overlap_decode
         self.group = group
         self.timeline = prompt if isinstance(prompt, PromptTimeline) else PromptTimeline.single(prompt)
         self.layout = layout
@@ -281,10 +289,16 @@ class FifoSampler:
         if limit is not None and limit < 1:
             raise ConfigError(f"the frame count must be at least 1, got {limit}", field="frames")
         decoder = self.backbone.frame_decoder()
+        if self.overlap_decode:
+            decoder = BackgroundDecoder(decoder, self.backbone.device)
         produced = 0
-        for clean in self.latents():
-            for frame in decoder.decode(clean.latent):
-                yield frame
-                produced += 1
-                if limit is not None and produced >= limit:
-                    return
+        try:
+            for clean in self.latents():
+                for frame in decoder.decode(clean.latent):
+                    yield frame
+                    produced += 1
+                    if limit is not None and produced >= limit:
+                        return
+        finally:
+            if isinstance(decoder, BackgroundDecoder):
+                decoder.close()

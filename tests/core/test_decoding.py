@@ -73,3 +73,63 @@ def test_each_clip_holds_at_most_context_plus_chunk_plus_lookahead_latents() -> 
 def test_a_context_of_zero_is_refused_with_the_reason() -> None:
     with pytest.raises(ConfigError, match="first latent decodes to a single frame"):
         ChunkedClipDecoder(expand_in_time, per_latent=PER_LATENT, context=0)
+
+
+# --------------------------------------------------------------------------------------------
+# BackgroundDecoder: decoding on a thread of its own
+
+
+class RecordingDecoder:
+    """Two frames per latent, the latent's mean as their value; notes the decoding threads."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.threads: set[str] = set()
+        self.decoded = 0
+        self.fail_at = fail_at
+
+    def decode(self, latent: torch.Tensor) -> list[np.ndarray]:
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if self.decoded == self.fail_at:
+            raise RuntimeError("the VAE ran out of memory")
+        self.decoded += 1
+        value = np.uint8(int(latent.mean().item()))
+        return [np.full((2, 2, 3), value, np.uint8)] * 2
+
+    def flush(self) -> list[np.ndarray]:
+        return [np.full((2, 2, 3), 255, np.uint8)]
+
+
+def test_background_decoding_gives_the_same_frames_one_latent_later_on_another_thread() -> None:
+    from fifo_core.decoding import BackgroundDecoder
+
+    inner = RecordingDecoder()
+    background = BackgroundDecoder(inner, torch.device("cpu"))
+    outputs = [background.decode(torch.full((1, 2, 2), float(k))) for k in range(4)]
+    assert [len(out) for out in outputs] == [0, 2, 2, 2]
+    assert [int(frame[0, 0, 0]) for out in outputs for frame in out] == [0, 0, 1, 1, 2, 2]
+    rest = background.flush()
+    assert [int(frame[0, 0, 0]) for frame in rest] == [3, 3, 255]
+    background.close()
+    assert inner.threads and all(name.startswith("fifo-decode") for name in inner.threads)
+
+
+def test_a_failure_on_the_decoding_thread_is_raised_to_the_caller() -> None:
+    from fifo_core.decoding import BackgroundDecoder
+
+    background = BackgroundDecoder(RecordingDecoder(fail_at=1), torch.device("cpu"))
+    background.decode(torch.zeros(1, 2, 2))
+    background.decode(torch.zeros(1, 2, 2))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        background.decode(torch.zeros(1, 2, 2))
+    background.close()
+
+
+def test_a_run_with_overlapped_decoding_makes_exactly_the_same_video() -> None:
+    from fifo_core.api import RunConfig, iter_frames
+
+    plain = list(iter_frames(RunConfig(prompt="a red circle", frames=40, seed=3, overlap_decode=False)))
+    overlapped = list(iter_frames(RunConfig(prompt="a red circle", frames=40, seed=3, overlap_decode=True)))
+    assert len(plain) == len(overlapped) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(plain, overlapped))
