@@ -28,7 +28,7 @@ from fifo_core.errors import ConfigError, SinkError
 from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler, IterationEvent
 from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
-from fifo_core.stopping import StopRequest
+from fifo_core.stopping import RunStopped, StopRequest
 
 __all__ = [
     "FrameEvent",
@@ -144,15 +144,21 @@ def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) ->
     return chosen
 
 
-def _stoppable(on_iteration: Callable[[IterationEvent], None], stop: StopRequest | None) -> Callable[[IterationEvent], None]:
+def _stoppable(
+    on_iteration: Callable[[IterationEvent], None], stop: StopRequest | None, group: WindowGroup | None
+) -> Callable[[IterationEvent], None]:
     """``on_iteration``, then end the run if ``stop`` was requested: between model steps, the
-    first point where no lock or buffer is half-updated."""
+    first point where no lock or buffer is half-updated. With ``group`` the ranks agree first, so
+    they all stop after the same iteration (a rank that stopped alone would leave the others
+    waiting for it in the next exchange of windows)."""
     if stop is None:
         return on_iteration
 
     def iteration_done(event: IterationEvent) -> None:
         on_iteration(event)
-        stop.raise_if_set()
+        requested = stop.is_set() if group is None else group.any(stop.is_set())
+        if requested:
+            raise RunStopped
 
     return iteration_done
 
@@ -184,7 +190,7 @@ def generate(
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = _sampler(config, run, timeline, backbone, _stoppable(plugins.iteration_done, stop), group)
+    sampler = _sampler(config, run, timeline, backbone, _stoppable(plugins.iteration_done, stop, group), group)
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
@@ -204,7 +210,7 @@ def generate(
                 plugins.frame_written(event)
                 if on_frame is not None:
                     on_frame(event)
-                if stop is not None:
+                if stop is not None and group is None:  # a group stops between iterations only, together
                     stop.raise_if_set()
         except KeyboardInterrupt:
             summary.interrupted = True

@@ -73,6 +73,13 @@ class WindowGroup:
         """Rows this rank evaluates: round-robin, so ranks differ by at most one row."""
         return list(range(self.rank, rows, self.world_size))
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank; every rank must call this at the same point."""
+        on_gpu = dist.get_backend(self.process_group) == "nccl"
+        value = torch.tensor([1.0 if flag else 0.0], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.process_group)
+        return bool(value.item() > 0)
+
     def gather_rows(self, mine: torch.Tensor, rows: int) -> torch.Tensor:
         """Reassemble ``rows`` outputs from every rank's share; ``mine`` is ``'k ...'`` in
         :meth:`my_rows` order. Returns ``'rows ...'`` on every rank."""
