@@ -1,12 +1,15 @@
 """Train the default model on the shapes world and write its weights (safetensors) and config.
 
-The shipped weights come from two stages; the defaults are stage 2's settings:
+The shipped weights come from three stages; the defaults are stage 2's settings:
 
     # stage 1, the base model: shapes, colours and backgrounds, one noise level per clip (one GPU, ~6 min)
     python -m fifo_shapes.train --out adapters/fifo_shapes/weights/base --steps 4600 --batch 128 \
         --learning-rate 2e-3 --warmup 200 --ema-decay 0.999 --diagonal-fraction 0 --high-noise-bias 1
     # stage 2, motion: adds space-time convolutions, FIFO-like per-frame levels (2 CPU cores, ~31 min)
-    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/base --motion --out adapters/fifo_shapes/weights
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/base --motion --out adapters/fifo_shapes/weights/stage2
+    # stage 3, every word visible: the attribute loss separates the prompt embeddings (2 CPU cores, ~37 min)
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage2 --motion --attribute-loss 0.05 \
+        --steps 1800 --learning-rate 1e-3 --warmup 50 --out adapters/fifo_shapes/weights
 
     python -m fifo_shapes.train --steps 20 --batch 4 --out /tmp/tiny   # a smoke run
 
@@ -34,11 +37,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_shapes.backbone import CONFIG_FILE, WEIGHTS_FILE, ShapesBackbone
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
-from fifo_shapes.world import COLOURS, MOTIONS, SHAPES, ClipBatch, all_captions, random_clips, render
+from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipBatch, all_captions, random_clips, render
 
 
 class TrainConfig(BaseModel):
@@ -57,6 +61,11 @@ class TrainConfig(BaseModel):
     high_noise_bias: float = Field(
         default=2.0, ge=1,
         description="draw levels as T * u^(1/bias): above 1 trains more on the noisy levels, where a frame's position and motion are decided",
+    )
+    attribute_loss: float = Field(
+        default=0.0, ge=0,
+        description="weight of a training-only loss that reads colour, shape, motion and background back from the prompt "
+        "embedding (cosine classifier): it keeps every word of the grammar visible to the denoiser",
     )
     init: str | None = Field(default=None, description="folder of trained weights to start from (stage 2 starts from stage 1)")
     checkpoint_every: int | None = Field(default=None, ge=1, description="also save the weights every this many steps")
@@ -79,6 +88,38 @@ def captions_for(clips: ClipBatch, config: TrainConfig, generator: torch.Generat
         else:
             texts.append(clips.caption(row, with_background=u < config.caption_empty + config.caption_background).text)
     return texts
+
+
+class AttributeReader(nn.Module):
+    """Training only: reads each attribute of a caption back from its prompt embedding.
+
+    A cosine classifier (unit rows against the unit embedding, fixed scale), so it can only
+    succeed if the attributes point the embedding in different directions: with the plain
+    diffusion loss, the motion words barely moved it (cosine 0.999 between "moving left" and
+    "moving right", docs/default-model.md) and the denoiser had nothing to follow.
+    """
+
+    SCALE = 10.0
+    ATTRIBUTES = {"colour": COLOURS, "shape": SHAPES, "motion": MOTIONS, "background": (*BACKGROUNDS, "none")}
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.rows = nn.ParameterDict({name: nn.Parameter(torch.randn(len(values), embed_dim)) for name, values in self.ATTRIBUTES.items()})
+
+    def labels(self, clips: ClipBatch, texts: list[str]) -> dict[str, torch.Tensor]:
+        none = len(BACKGROUNDS)
+        background = torch.tensor([int(clips.background[row]) if "background" in text else none for row, text in enumerate(texts)])
+        return {"colour": clips.colour, "shape": clips.shape, "motion": clips.motion, "background": background}
+
+    def loss(self, embedding: torch.Tensor, labels: dict[str, torch.Tensor], captioned: torch.Tensor) -> torch.Tensor:
+        if not captioned.any():
+            return embedding.new_zeros(())
+        unit = F.normalize(embedding[captioned].float(), dim=-1)
+        losses = [
+            F.cross_entropy(self.SCALE * unit @ F.normalize(self.rows[name], dim=-1).T, labels[name].to(unit.device)[captioned])
+            for name in self.ATTRIBUTES
+        ]
+        return torch.stack(losses).mean()
 
 
 def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -135,7 +176,9 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         _start_from(model, config.init)
     model = model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    reader = AttributeReader(config.model.embed_dim).to(device) if config.attribute_loss > 0 else None
+    trained = [*model.parameters(), *(reader.parameters() if reader is not None else [])]
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.01)
     abar = cosine_alphas_cumprod(config.model.num_train_timesteps).float().to(device)
     rows, table = caption_tokens(model)
     table = table.to(device)
@@ -145,7 +188,8 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
     for step in range(config.steps):
         clips = random_clips(config.batch, config.frames, generator)
         clean = render(clips, device)
-        tokens = table[torch.tensor([rows[text] for text in captions_for(clips, config, generator)], device=device)]
+        texts = captions_for(clips, config, generator)
+        tokens = table[torch.tensor([rows[text] for text in texts], device=device)]
         timesteps = noise_levels(config.batch, config.frames, config, config.model.num_train_timesteps, generator).to(device)
         noise = torch.randn(clean.shape, generator=noise_generator, device=device)
         a = abar[timesteps].sqrt()[:, None, :, None, None]
@@ -155,11 +199,15 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            prediction = model.denoiser(noisy, timesteps.float(), model.text(tokens))
+            prompts = model.text(tokens)
+            prediction = model.denoiser(noisy, timesteps.float(), prompts)
         loss = F.mse_loss(prediction.float(), target)
+        if reader is not None:
+            captioned = torch.tensor([bool(text) for text in texts], device=device)
+            loss = loss + config.attribute_loss * reader.loss(prompts, reader.labels(clips, texts), captioned)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         with torch.no_grad():
             decay = min(config.ema_decay, (1 + step) / (10 + step))
@@ -228,12 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ema-decay", type=float)
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--high-noise-bias", type=float)
+    parser.add_argument("--attribute-loss", type=float, help="weight of the loss that reads the attributes back from the prompt embedding")
     parser.add_argument("--evaluate", type=int, default=0, metavar="FRAMES", help="afterwards, check FIFO videos of this many frames on 8 prompts")
     parser.add_argument("--log-every", type=int, default=100)
     args = parser.parse_args(argv)
     values = {
         key: getattr(args, key)
-        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias")
+        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias", "attribute_loss")
         if getattr(args, key) is not None
     }
     sizes = {key: value for key, value in (("widths", tuple(args.widths) if args.widths else None), ("motion", args.motion)) if value is not None}

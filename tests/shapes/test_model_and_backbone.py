@@ -115,3 +115,26 @@ def test_training_levels_rise_along_diagonal_clips_and_lean_to_the_noisy_end() -
     assert bool((shared == shared[:, :1]).all())
     biased = noise_levels(4000, 8, TrainConfig(diagonal_fraction=0.0, high_noise_bias=2.0), 1000, generator)
     assert 600 < float(biased.float().mean()) < 730 < 1000 and 430 < float(shared.float().mean()) < 570
+
+
+def test_the_attribute_reader_rewards_embeddings_that_tell_the_words_apart() -> None:
+    from fifo_shapes.train import AttributeReader
+    from fifo_shapes.world import random_clips
+
+    clips = random_clips(64, 2, torch.Generator().manual_seed(0))
+    texts = [clips.caption(row, with_background=row % 2 == 0).text for row in range(64)]
+    texts[0] = ""  # an empty caption carries no attributes and is left out
+    reader = AttributeReader(32)
+    labels = reader.labels(clips, texts)
+    assert labels["background"][1] == len(reader.ATTRIBUTES["background"]) - 1  # "none": not in the caption
+    captioned = torch.tensor([bool(text) for text in texts])
+    # Embeddings that point along each label's row read back better than one shared embedding.
+    telling = sum(torch.nn.functional.normalize(reader.rows[name], dim=-1)[labels[name]] for name in reader.ATTRIBUTES)
+    shared = telling.mean(dim=0, keepdim=True).expand_as(telling)
+    assert reader.loss(telling, labels, captioned) < reader.loss(shared, labels, captioned) - 0.5
+
+
+def test_shipped_prompt_embeddings_tell_the_motion_words_apart(backbone: ShapesBackbone) -> None:
+    """Stage 3's point: before it, "moving left" and "moving right" had cosine 0.999."""
+    left, right = (backbone.encode_prompt(f"a red circle moving {way}").flatten() for way in ("left", "right"))
+    assert float(torch.nn.functional.cosine_similarity(left, right, dim=0)) < 0.9
