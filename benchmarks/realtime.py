@@ -24,10 +24,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is two cores)")
     parser.add_argument("--frames", type=int, default=200, help="frames timed after the warm-up")
     parser.add_argument("--warmup", type=int, default=10, help="frames made before timing starts")
+    parser.add_argument("--guidance", type=float, help="guidance scale (the backbone's default when unset)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backbone = load_backbone(args.backbone)
-    config = RunConfig(prompt=args.prompt, backbone=args.backbone)
+    config = RunConfig(prompt=args.prompt, backbone=args.backbone, guidance_scale=args.guidance)
     run = config.resolve(backbone.defaults)
     frames = make_sampler(config, backbone=backbone).frames()
     for _ in range(args.warmup):
