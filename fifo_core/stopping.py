@@ -2,7 +2,7 @@
 
 A signal handler that raises ``KeyboardInterrupt`` can fire anywhere in the main thread,
 including inside a lock or a queue that a sink's thread shares. CPython then may leave that
-lock released twice or a wake-up lost (measured here: about one run in fourteen hung forever
+lock released twice or a wake-up lost (measured here: one of 25 SIGTERMed CLI runs hung forever
 in ``SinkFanout.close``). So while a run has sinks open, the first signal only records the
 request; the run notices it after the current model step or frame, ends as *interrupted* and
 closes every sink normally. A second signal raises ``KeyboardInterrupt`` at once, for a step

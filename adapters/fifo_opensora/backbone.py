@@ -142,6 +142,7 @@ class OpenSoraPlanBackbone:
         transformers = require("transformers")
         device = resolve_device(parsed.device)
         dtype = resolve_dtype(parsed.dtype, device)
+        vae_dtype = resolve_dtype(parsed.vae_dtype, device)
         folder = resolve_model_folder(parsed)
         where = {"revision": parsed.revision, "local_files_only": parsed.local_files_only}
         try:
@@ -155,12 +156,12 @@ class OpenSoraPlanBackbone:
             ) from None
         return cls(
             transformer=load_transformer(folder / parsed.variant, video_length=VIDEO_LENGTHS[parsed.variant], dtype=dtype, device=device),
-            vae=CausalVAE.from_pretrained(folder / "vae", dtype=resolve_dtype(parsed.vae_dtype, device), device=device),
+            vae=CausalVAE.from_pretrained(folder / "vae", dtype=vae_dtype, device=device),
             prompt_encoder=OpenSoraPromptEncoder(tokenizer, text_encoder, device, dtype, parsed.max_sequence_length),
             defaults=defaults,
             device=device,
             dtype=dtype,
-            vae_dtype=resolve_dtype(parsed.vae_dtype, device),
+            vae_dtype=vae_dtype,
             decode_context=parsed.decode_context,
             decode_chunk=parsed.decode_chunk,
             decode_lookahead=parsed.decode_lookahead,

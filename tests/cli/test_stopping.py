@@ -74,7 +74,7 @@ def test_a_signal_before_any_sink_opens_raises_at_once() -> None:
 
 def test_a_signal_during_a_run_is_recorded_not_raised_where_it_lands(tmp_path: Path) -> None:
     """Raising KeyboardInterrupt from the handler could fire inside the sink buffer's lock and
-    lose a wake-up, hanging the run for ever in SinkFanout.close (about one SIGTERM in fourteen
+    lose a wake-up, hanging the run for ever in SinkFanout.close (one SIGTERM in 25
     did, through the CLI, before this design)."""
     stop = StopRequest()
     handler_returned: list[int] = []
