@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -26,6 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import NoiseSchedule, TimestepSpacing
 from fifo_core.steps import SamplerName
+
+
+# How the queue starts: "ramp" puts every slot at pure noise and lets the ordinary loop warm up;
+# "clip" first samples one ordinary clip of f frames, as the reference implementation does.
+QueueStart = Literal["ramp", "clip"]
 
 
 class BackboneDefaults(BaseModel):
@@ -43,6 +48,10 @@ class BackboneDefaults(BaseModel):
     guidance_scale: float = Field(default=7.5, ge=0)
     fps: float = Field(default=8.0, gt=0)
     timestep_spacing: TimestepSpacing = "trailing"
+    start: QueueStart = "ramp"
+    start_guidance_scale: float | None = Field(
+        default=None, ge=0, description="guidance for the clip start's first clip; None: the run's guidance scale"
+    )
     frames_per_latent: int = Field(default=1, gt=0, description="video frames each latent frame decodes to")
     first_latent_frames: int = Field(
         default=1, gt=0,

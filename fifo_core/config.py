@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fifo_core.backbone import BackboneDefaults
+from fifo_core.backbone import BackboneDefaults, QueueStart
 from fifo_core.errors import ConfigError
 from fifo_core.partition import QueueLayout
 from fifo_core.schedule import TimestepSpacing
@@ -26,8 +26,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_BACKBONE = "gaussian-ar1"
-
-QueueStart = Literal["ramp", "clip"]
 
 
 class TimedPrompt(BaseModel):
@@ -96,7 +94,13 @@ class RunConfig(BaseModel):
     fps: float | None = Field(default=None, gt=0, description="frame rate of the sinks")
     height: int | None = Field(default=None, gt=0)
     width: int | None = Field(default=None, gt=0)
-    start: QueueStart = Field(default="ramp", description="queue start: 'ramp' (pure noise) or 'clip' (reference)")
+    start: QueueStart | None = Field(
+        default=None, description="queue start: 'ramp' (pure noise) or 'clip' (one ordinary clip first, as the reference); default: the backbone's"
+    )
+    start_guidance_scale: float | None = Field(
+        default=None, ge=0,
+        description="guidance for the first clip of the 'clip' start (it sets the scene the queue continues); default: the backbone's, else guidance_scale",
+    )
     max_batch: int | None = Field(default=None, ge=1, description="most window rows per model call")
     overlap_decode: bool | None = Field(
         default=None, description="decode frames on a thread of their own, overlapping denoising; default: on for CUDA backbones"
@@ -137,12 +141,21 @@ class RunConfig(BaseModel):
         sampler = pick(self.sampler, defaults.sampler)
         if self.eta is not None and sampler != "ddim":
             raise ConfigError(f"eta applies to the ddim sampler only, and the sampler is {sampler!r}; drop --eta", field="eta")
+        start = pick(self.start, defaults.start)
+        if self.start_guidance_scale is not None and start != "clip":
+            raise ConfigError(
+                f"start guidance applies to the 'clip' start, and this run starts with {start!r}; add --start clip or drop --start-guidance",
+                field="start_guidance_scale",
+            )
+        guidance_scale = pick(self.guidance_scale, defaults.guidance_scale)
         return ResolvedRun(
             layout=layout,
-            guidance_scale=pick(self.guidance_scale, defaults.guidance_scale),
+            guidance_scale=guidance_scale,
+            start_guidance_scale=pick(self.start_guidance_scale, pick(defaults.start_guidance_scale, guidance_scale)),
             sampler=sampler,
             eta=pick(self.eta, defaults.eta),
             timestep_spacing=pick(self.timestep_spacing, defaults.timestep_spacing),
+            start=start,
             fps=pick(self.fps, defaults.fps),
             height=pick(self.height, defaults.height),
             width=pick(self.width, defaults.width),
@@ -168,9 +181,11 @@ class ResolvedRun:
 
     layout: QueueLayout
     guidance_scale: float
+    start_guidance_scale: float
     sampler: SamplerName
     eta: float
     timestep_spacing: TimestepSpacing
+    start: QueueStart
     fps: float
     height: int
     width: int

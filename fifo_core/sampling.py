@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import Backbone
-from fifo_core.config import PromptTimeline, QueueStart
+from fifo_core.backbone import QueueStart
+from fifo_core.config import PromptTimeline
 from fifo_core.decoding import BackgroundDecoder
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError
@@ -90,6 +91,7 @@ class FifoSampler:
         timestep_spacing: TimestepSpacing = "trailing",
         seed: int = 0,
         start: QueueStart = "ramp",
+        start_guidance_scale: float | None = None,
         max_batch: int | None = None,
         on_iteration: Callable[[IterationEvent], None] | None = None,
         group: WindowGroup | None = None,
@@ -104,6 +106,7 @@ class FifoSampler:
         self.layout = layout
         self.negative_prompt = negative_prompt
         self.guidance_scale = guidance_scale
+        self.start_guidance_scale = guidance_scale if start_guidance_scale is None else start_guidance_scale
         self.schedule = backbone.schedule
         self.eta = sampler_eta(sampler, eta)
         if sampler == "euler" and not isinstance(self.schedule, FlowMatchingSchedule):
@@ -148,12 +151,16 @@ class FifoSampler:
 
     # -- the model call --------------------------------------------------------------------
 
-    def _guided_prediction(self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        """Backbone output for ``latents`` ``'b c f h w'``, ``timesteps`` ``'b f'``, with guidance.
+    def _guided_prediction(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str], guidance_scale: float | None = None
+    ) -> torch.Tensor:
+        """Backbone output for ``latents`` ``'b c f h w'``, ``timesteps`` ``'b f'``, with guidance
+        (``guidance_scale``, the run's by default).
 
         Conditional and unconditional rows go in one batch, split only by ``max_batch``.
         """
-        guided = self.guidance_scale != 1.0
+        scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        guided = scale != 1.0
         conditioning = [self._encode(prompt) for prompt in prompts]
         if guided:
             negative = self._encode(self.negative_prompt)
@@ -171,7 +178,7 @@ class FifoSampler:
         if not guided:
             return output
         conditional, unconditional = output.chunk(2)
-        return unconditional + self.guidance_scale * (conditional - unconditional)
+        return unconditional + scale * (conditional - unconditional)
 
     def _window_outputs(self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """:meth:`_guided_prediction` for every window, shared out over the group's ranks."""
@@ -209,7 +216,7 @@ class FifoSampler:
         prompt = self.prompt_for_latent(0)
         for level in range(levels, 0, -1):
             timesteps = self._timesteps[level].expand(1, f).to(self.backbone.device)
-            output = self._guided_prediction(clip.permute(1, 0, 2, 3)[None], timesteps, [prompt])
+            output = self._guided_prediction(clip.permute(1, 0, 2, 3)[None], timesteps, [prompt], self.start_guidance_scale)
             current = FrameLevels.gather(self.grid, torch.full((f,), level))
             after = FrameLevels.gather(self.grid, torch.full((f,), level - 1))
             noise = self._noise("clip", level, (f, *self.latent_shape)) if self.eta > 0 else None

@@ -13,14 +13,14 @@ from fifo_core.errors import ConfigError
 
 
 def test_iter_frames_yields_uint8_frames_one_at_a_time() -> None:
-    frames = list(iter_frames(RunConfig(prompt="a red circle", frames=12)))
+    frames = list(iter_frames(RunConfig(prompt="a red circle", backbone="gaussian-ar1", frames=12)))
     assert len(frames) == 12
     assert all(frame.shape == (64, 64, 3) and frame.dtype == np.uint8 for frame in frames)
     assert not np.array_equal(frames[0], frames[1])
 
 
 def test_unbounded_iteration_can_be_stopped_by_the_caller() -> None:
-    frames = iter_frames(RunConfig(prompt="a red circle"))
+    frames = iter_frames(RunConfig(prompt="a red circle", backbone="gaussian-ar1"))
     taken = [next(frames) for _ in range(50)]
     assert len(taken) == 50
 
@@ -28,7 +28,7 @@ def test_unbounded_iteration_can_be_stopped_by_the_caller() -> None:
 def test_generate_runs_into_sinks_and_reports_every_frame(tmp_path: Path) -> None:
     events: list[FrameEvent] = []
     summary = generate(
-        RunConfig(prompt="a red circle", frames=20, sinks=[f"{tmp_path}/frames/"]),
+        RunConfig(prompt="a red circle", backbone="gaussian-ar1", frames=20, sinks=[f"{tmp_path}/frames/"]),
         on_frame=events.append,
     )
     assert summary.frames == 20 and not summary.interrupted and summary.error is None
@@ -38,7 +38,7 @@ def test_generate_runs_into_sinks_and_reports_every_frame(tmp_path: Path) -> Non
 
 def test_generate_without_sinks_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="--sink"):
-        generate(RunConfig(prompt="a red circle", frames=2))
+        generate(RunConfig(prompt="a red circle", backbone="gaussian-ar1", frames=2))
 
 
 def test_backbone_loaded_once_can_serve_several_runs() -> None:
@@ -50,7 +50,7 @@ def test_backbone_loaded_once_can_serve_several_runs() -> None:
 
 def test_timeline_prompts_reach_the_latents() -> None:
     timeline = PromptTimeline(entries=(TimedPrompt(start=0, prompt="first"), TimedPrompt(start=5, prompt="second")))
-    sampler = make_sampler(RunConfig(prompt=timeline))
+    sampler = make_sampler(RunConfig(prompt=timeline, backbone="gaussian-ar1"))
     prompts = [clean.prompt for _, clean in zip(range(8), sampler.latents())]
     assert prompts == ["first"] * 5 + ["second"] * 3
 

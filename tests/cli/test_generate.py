@@ -20,8 +20,14 @@ from fifo_gaussian.ar1 import DEFAULTS
 FIFO = [sys.executable, "-m", "fifo_core.cli"]
 
 
+# These tests are about the command line and the sinks, so they run the fast Gaussian backbone
+# rather than the default model (tests/shapes/test_cli.py runs the default).
+GAUSSIAN = ["--backbone", "gaussian-ar1"]
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*FIFO, *args], capture_output=True, text=True, timeout=120)
+    backbone = GAUSSIAN if args[0].startswith("generate") and "--backbone" not in args else []
+    return subprocess.run([*FIFO, *args, *backbone], capture_output=True, text=True, timeout=120)
 
 
 def frames_in(path: Path) -> int:
@@ -64,7 +70,7 @@ def test_config_file_with_flags_overriding_it(tmp_path: Path) -> None:
 
 def interrupt_unbounded_run(tmp_path: Path, signum: int) -> tuple[int, str]:
     video = tmp_path / "endless.mp4"
-    process = subprocess.Popen([*FIFO, "generate", "a red circle", "--sink", str(video), "-q"], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*FIFO, "generate", "a red circle", *GAUSSIAN, "--sink", str(video), "-q"], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not video.exists() or video.stat().st_size < 20_000):

@@ -27,7 +27,7 @@ def test_a_stop_requested_from_another_thread_keeps_every_frame_made(tmp_path: P
         if event.index == 29:
             threading.Thread(target=stop.set).start()
 
-    summary = generate(RunConfig(prompt="a red circle", sinks=[str(video)]), on_frame=request_at_frame_30, stop=stop)
+    summary = generate(RunConfig(prompt="a red circle", backbone="gaussian-ar1", sinks=[str(video)]), on_frame=request_at_frame_30, stop=stop)
     assert summary.interrupted and summary.error is None
     assert 30 <= summary.frames <= 32  # the request lands at the next frame or model step
     assert frames_in(video) == summary.frames
@@ -47,7 +47,7 @@ def test_a_stop_before_the_first_frame_ends_the_run_between_model_steps(tmp_path
     plugins = default_plugins()
     plugins.register(StopAtThirdStep())
     # The clip start spends its first steps warming the queue up before any frame leaves it.
-    summary = generate(RunConfig(prompt="a red circle", sinks=[f"{tmp_path}/frames/"], start="clip"), plugins=plugins, stop=stop)
+    summary = generate(RunConfig(prompt="a red circle", backbone="gaussian-ar1", sinks=[f"{tmp_path}/frames/"], start="clip"), plugins=plugins, stop=stop)
     assert summary.interrupted
     assert steps == [0, 1, 2]
     assert summary.frames == 0
@@ -85,7 +85,7 @@ def test_a_signal_during_a_run_is_recorded_not_raised_where_it_lands(tmp_path: P
             handler_returned.append(event.index)
 
     with stop.on_signals():
-        summary = generate(RunConfig(prompt="a red circle", sinks=[str(tmp_path / "out.mp4")]), on_frame=signal_at_frame_10, stop=stop)
+        summary = generate(RunConfig(prompt="a red circle", backbone="gaussian-ar1", sinks=[str(tmp_path / "out.mp4")]), on_frame=signal_at_frame_10, stop=stop)
     assert handler_returned == [9]
     assert summary.interrupted and summary.frames == 10
     assert frames_in(tmp_path / "out.mp4") == 10

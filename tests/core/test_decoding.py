@@ -129,7 +129,7 @@ def test_a_failure_on_the_decoding_thread_is_raised_to_the_caller() -> None:
 def test_a_run_with_overlapped_decoding_makes_exactly_the_same_video() -> None:
     from fifo_core.api import RunConfig, iter_frames
 
-    plain = list(iter_frames(RunConfig(prompt="a red circle", frames=40, seed=3, overlap_decode=False)))
-    overlapped = list(iter_frames(RunConfig(prompt="a red circle", frames=40, seed=3, overlap_decode=True)))
+    plain = list(iter_frames(RunConfig(prompt="a red circle", backbone="gaussian-ar1", frames=40, seed=3, overlap_decode=False)))
+    overlapped = list(iter_frames(RunConfig(prompt="a red circle", backbone="gaussian-ar1", frames=40, seed=3, overlap_decode=True)))
     assert len(plain) == len(overlapped) == 40
     assert all(np.array_equal(a, b) for a, b in zip(plain, overlapped))

@@ -79,6 +79,29 @@ def test_guidance_combines_the_two_halves_and_the_last_step_returns_it() -> None
     assert set(backbone.encoded) == {"a cat", "a dog"} and len(backbone.encoded) == 2, "each prompt encoded once"
 
 
+def test_start_guidance_guides_only_the_first_clip() -> None:
+    backbone = RecordingBackbone(window=4)
+    sampler = sampler_for(backbone, window=4, partitions=2, lookahead=True, guidance_scale=1.0, start="clip", start_guidance_scale=3.0)
+    observer = LoopObserver(sampler, backbone)
+    observer.run(3)
+    assert [call.prompts for call in observer.start_calls] == [["a prompt", "blurry"]] * sampler.layout.num_levels
+    for record in observer.iterations:
+        assert all(call.prompts == ["a prompt"] * len(call.prompts) for call in record.calls)
+
+
+def test_start_guidance_comes_from_the_run_then_the_backbone_then_the_guidance_scale() -> None:
+    from fifo_core.backbone import BackboneDefaults
+    from fifo_core.config import RunConfig
+
+    plain = BackboneDefaults(height=8, width=8, window=4, guidance_scale=5.0, start="clip")
+    assert RunConfig(prompt="x").resolve(plain).start_guidance_scale == 5.0
+    shapes_like = plain.model_copy(update={"guidance_scale": 1.0, "start_guidance_scale": 3.0})
+    assert RunConfig(prompt="x").resolve(shapes_like).start_guidance_scale == 3.0
+    assert RunConfig(prompt="x", start_guidance_scale=2.0).resolve(shapes_like).start_guidance_scale == 2.0
+    with pytest.raises(ConfigError, match="--start clip"):
+        RunConfig(prompt="x", start="ramp", start_guidance_scale=2.0).resolve(shapes_like)
+
+
 def test_without_guidance_the_negative_prompt_is_never_used() -> None:
     backbone = RecordingBackbone(window=4)
     latents_of(sampler_for(backbone, guidance_scale=1.0), 3)
