@@ -77,6 +77,24 @@ def noise_schedule(config: ShapesModelConfig) -> DiscreteSchedule:
     return DiscreteSchedule(cosine_alphas_cumprod(config.num_train_timesteps), prediction_type="v_prediction")
 
 
+def shared_offsets(latents: torch.Tensor, timesteps: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Offsets ``'b f 2'`` where every row that repeats an earlier row's latents and timesteps
+    takes that row's offsets.
+
+    Classifier-free guidance sends each window twice, prompted rows first, then the negative
+    prompt's; both halves must be denoised in the same frame of reference, or their difference
+    mixes two placements of the shape. The prompted row's tracker knows the motion words, so
+    its offsets are the ones kept.
+    """
+    offsets = offsets.clone()
+    for row in range(1, latents.shape[0]):
+        for earlier in range(row):
+            if torch.equal(latents[row], latents[earlier]) and torch.equal(timesteps[row], timesteps[earlier]):
+                offsets[row] = offsets[earlier]
+                break
+    return offsets
+
+
 class ShapesBackbone:
     """Backbone protocol over :class:`~fifo_shapes.model.ShapesModel`; conditioning is a prompt
     embedding ``'e'``."""
@@ -108,7 +126,12 @@ class ShapesBackbone:
     @torch.inference_mode()
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
         prompts = torch.stack(list(conditioning)).to(self.device)
-        return self.model.denoiser(latents.to(self.device, torch.float32), timesteps.to(self.device), prompts)
+        latents, timesteps = latents.to(self.device, torch.float32), timesteps.to(self.device)
+        tracker = self.model.denoiser.tracker
+        if tracker is None:
+            return self.model.denoiser(latents, timesteps, prompts)
+        offsets = shared_offsets(latents, timesteps, tracker.offsets(latents, timesteps, prompts))
+        return self.model.denoiser(latents, timesteps, prompts, offsets, share_clean=True)
 
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         image = latent.float().clamp(-1, 1)

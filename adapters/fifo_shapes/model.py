@@ -14,6 +14,15 @@ embedding, computed from its own timestep, and the prompt embedding is added to 
 modulated by that sum (scale and shift per channel), so the model takes a noise level per frame,
 which FIFO needs.
 
+Motion tracker (stage 4): a small CNN predicts, for every pair of neighbouring frames, which of the
+nine whole-pixel steps the shape takes (from the prompt embedding and the frames up to the pair's
+second one). The denoiser then works in the shape's frame of reference: every frame is rolled back
+by its offset from the window's first frame (the world is a torus and its background plain, so a
+roll is exact), where the shape stands still, and the prediction is rolled forward again; when sampling, every
+frame takes the clean estimate of the window's cleanest frame. Motion becomes a classification
+the tracker learns directly, and the U-Net only has to draw a still shape (docs/default-model.md
+says why).
+
 Shapes: ``'b c f h w'`` clips, ``'b f'`` timesteps, ``'(b f) c h w'`` inside spatial layers.
 """
 
@@ -56,6 +65,7 @@ class ShapesModelConfig(BaseModel):
     groups: int = 8
     num_train_timesteps: int = 1000
     motion: bool = False  # stage 2 of training adds MotionConv layers and the text tower's word path
+    tracking: bool = False  # stage 4 adds the MotionTracker: the denoiser works in the shape's frame of reference
 
 
 def grammar_token_ids(context_length: int = 77) -> list[int]:
@@ -221,6 +231,99 @@ class Stage(nn.ModuleList):
         return x
 
 
+# The frame-to-frame steps a MotionTracker chooses between, as (dx, dy) in world pixels; index 4
+# is standing still. The world moves a shape at most one pixel per frame along each axis.
+STEPS = torch.tensor([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=torch.long)
+
+
+def step_index(steps: torch.Tensor) -> torch.Tensor:
+    """Index into :data:`STEPS` of steps ``'... 2'`` with components in ``{-1, 0, 1}``."""
+    return (steps[..., 0] + 1) + 3 * (steps[..., 1] + 1)
+
+
+def offsets_from_steps(steps: torch.Tensor) -> torch.Tensor:
+    """Offsets ``'b f 2'`` of every frame from the clip's first frame, for steps ``'b (f-1) 2'``."""
+    return torch.cat([torch.zeros_like(steps[:, :1]), steps.cumsum(dim=1)], dim=1)
+
+
+def roll_frames(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Move the content of every frame of ``x`` ``'b c f h w'`` by its own whole-pixel offset
+    ``'b f 2'`` (dx, dy) on the torus. Exact: a roll is a permutation of pixels."""
+    batch, _, frames, height, width = x.shape
+    offsets = offsets.to(x.device)
+    rows = (torch.arange(height, device=x.device) - offsets[..., 1, None]) % height  # 'b f h'
+    columns = (torch.arange(width, device=x.device) - offsets[..., 0, None]) % width  # 'b f w'
+    b = torch.arange(batch, device=x.device)[:, None, None, None]
+    f = torch.arange(frames, device=x.device)[None, :, None, None]
+    moved = x.permute(0, 2, 3, 4, 1)[b, f, rows[..., :, None], columns[..., None, :]]  # 'b f h w c'
+    return moved.permute(0, 4, 1, 2, 3)
+
+
+class MotionTracker(nn.Module):
+    """Predicts how the shape moves from each frame of a clip to the next: logits ``'b (f-1) 9'``
+    over :data:`STEPS`, for noisy clips ``'b c f h w'``, timesteps ``'b f'`` and prompt embeddings.
+
+    The step from frame ``k`` to ``k + 1`` is read from frames ``k - 2 .. k + 1`` (frames before
+    the clip count as pure noise): the frames themselves, each with its noise level as a channel,
+    and for each of their three neighbouring pairs a matching cost per candidate step (how far
+    the later frame is from the earlier one moved by that step: a cost volume, as optical-flow
+    networks use). Without the costs a CNN over stacked frames did not learn to read a one-pixel
+    move at all (chance level after 120 steps on clean clips); with them the step just taken is
+    one channel's minimum. Two coordinate channels show where the walls are (bouncing turns
+    there), and the prompt embedding alone decides the steps of ``moving ...`` prompts.
+    """
+
+    CONTEXT = 4
+
+    def __init__(self, config: ShapesModelConfig, width: int = 32) -> None:
+        super().__init__()
+        self.num_train_timesteps = config.num_train_timesteps
+        pairs = self.CONTEXT - 1
+        channels_in = self.CONTEXT * (config.channels + 1) + pairs * len(STEPS) + 2
+        self.features = nn.Sequential(
+            nn.Conv2d(channels_in, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Flatten(), nn.Linear(2 * width * (config.image_size // 8) ** 2, config.embed_dim),
+        )
+        self.votes = nn.Linear(pairs * len(STEPS), config.embed_dim)  # the costs averaged over the frame
+        self.prompt = nn.Linear(config.embed_dim, config.embed_dim)
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(config.embed_dim, config.embed_dim), nn.SiLU(), nn.Linear(config.embed_dim, len(STEPS)))
+
+    @staticmethod
+    def matching_costs(frames: torch.Tensor) -> torch.Tensor:
+        """``'b 9 (f-1) h w'``: for each neighbouring pair and step, the squared difference between
+        the later frame and the earlier one moved by the step (0 where the step explains the move)."""
+        earlier, later = frames[:, :, :-1], frames[:, :, 1:]
+        costs = [
+            ((later - torch.roll(earlier, shifts=(dy, dx), dims=(3, 4))) ** 2).sum(dim=1)
+            for dx, dy in STEPS.tolist()
+        ]
+        return torch.stack(costs, dim=1) / 4
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        batch, _, frames, height, width = x.shape
+        before = self.CONTEXT - 2
+        padded = F.pad(x, (0, 0, 0, 0, before, 0))  # 'b c (f+2) h w'
+        level = (timesteps.float() / self.num_train_timesteps).to(x.dtype)
+        level = F.pad(level, (before, 0), value=1.0)[:, None, :, None, None].expand(batch, 1, frames + before, height, width)
+        # One stack per step k -> k+1, over frames k-2 .. k+1 ('... CONTEXT' last after unfold).
+        stacks = torch.cat([padded, level], dim=1).unfold(2, self.CONTEXT, 1)[:, :, : frames - 1]
+        stacks = stacks.permute(0, 2, 5, 1, 3, 4).reshape(batch * (frames - 1), -1, height, width)
+        costs = self.matching_costs(padded).unfold(2, self.CONTEXT - 1, 1)[:, :, : frames - 1]  # 'b 9 (f-1) h w pairs'
+        costs = costs.permute(0, 2, 5, 1, 3, 4).reshape(batch * (frames - 1), -1, height, width)
+        grid = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
+        coordinates = torch.stack(torch.meshgrid(grid, grid, indexing="xy"))[None].expand(stacks.shape[0], 2, height, width)
+        features = self.features(torch.cat([stacks, costs, coordinates], dim=1)) + self.votes(costs.mean(dim=(2, 3)))
+        return self.head(features.reshape(batch, frames - 1, -1) + self.prompt(prompt)[:, None])
+
+    def offsets(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        """The most likely offset of every frame from the first, ``'b f 2'``."""
+        steps = STEPS.to(x.device)[self(x, timesteps, prompt).argmax(dim=-1)]
+        return offsets_from_steps(steps)
+
+
 class ShapesDenoiser(nn.Module):
     """v-prediction ``'b c f h w'`` for noisy clips ``'b c f h w'``, timesteps ``'b f'`` and
     prompt embeddings ``'b e'``."""
@@ -241,8 +344,49 @@ class ShapesDenoiser(nn.Module):
         self.conv_out = _conv(wide, 4 * config.channels)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        self.tracker = MotionTracker(config) if config.tracking else None
+        # The training schedule, for the lead frame's clean estimate when sampling; not saved.
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(config.num_train_timesteps).float(), persistent=False)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor, offsets: torch.Tensor | None = None, share_clean: bool = False
+    ) -> torch.Tensor:
+        """With a tracker, the clip is denoised in the shape's frame of reference: every frame is
+        moved back by its ``offsets`` ``'b f 2'`` from the first frame (the tracker's when not
+        given; training gives the true ones), where the shape stands still, and the prediction is
+        moved forward again. ``share_clean`` (sampling) gives every frame the clean estimate of
+        the clip's cleanest frame (:meth:`_lead_clean_frame`)."""
+        if self.tracker is None:
+            return self._denoise(x, timesteps, prompt)
+        if offsets is None:
+            offsets = self.tracker.offsets(x, timesteps, prompt)
+        still = roll_frames(x, -offsets)
+        v = self._denoise(still, timesteps, prompt)
+        if share_clean:
+            v = self._lead_clean_frame(still, v, timesteps)
+        return roll_frames(v, offsets)
+
+    def _lead_clean_frame(self, x: torch.Tensor, v: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """``v`` for a still clip in which every frame takes the clean estimate ``x0 = a x - s v``
+        of the clip's cleanest frame (the newest of them on a tie), each keeping its own noise.
+
+        In the shape's frame of reference all frames show one image. Left to keep the frames
+        alike by itself, the U-Net let the shape creep a pixel every few frames; an average of
+        the frames' estimates instead blurred the shape when all frames were equally noisy
+        (docs/default-model.md). In FIFO's windows the cleanest frame is the one nearest the
+        head, so the noisy frames behind it continue what it shows.
+        """
+        index = timesteps.round().long().clamp(0, self.alphas_cumprod.numel() - 1)
+        signal = self.alphas_cumprod[index].to(v.dtype)[:, None, :, None, None]
+        a, s = signal.sqrt(), (1 - signal).clamp(min=1e-6).sqrt()
+        # The newest of the cleanest frames: lookahead's windows begin with frames already clean,
+        # and the newest of them is the frame just before the ones being denoised.
+        lead = index.shape[1] - 1 - index.flip(dims=[1]).argmin(dim=1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        clean = a[rows, :, lead] * x[rows, :, lead] - s[rows, :, lead] * v[rows, :, lead]  # 'b c h w'
+        return (a * x - clean[:, :, None]) / s
+
+    def _denoise(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         batch, channels, frames, height, width = x.shape
         # One embedding per frame from that frame's own timestep, plus the row's prompt.
         embedding = self.time_mlp(timestep_embedding(timesteps.reshape(-1), self.config.embed_dim))

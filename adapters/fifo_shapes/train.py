@@ -11,6 +11,13 @@ The shipped weights come from three stages; the defaults are stage 2's settings:
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage2 --motion --attribute-loss 0.05 \
         --steps 1800 --learning-rate 1e-3 --warmup 50 --out adapters/fifo_shapes/weights
 
+    # an experiment, not shipped (docs/default-model.md): stage 4 adds the motion tracker (~26 min)
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights --motion --tracking --attribute-loss 0.05 \
+        --steps 1500 --stop-after 750 --learning-rate 1e-3 --warmup 30 --ema-decay 0.995 --out STAGE4
+    # and stage 5 trains the tracker alone, afresh (~9 min)
+    python -m fifo_shapes.train --init STAGE4 --motion --tracking --tracker-only \
+        --steps 500 --batch 64 --learning-rate 1e-3 --warmup 20 --ema-decay 0.99 --high-noise-bias 1 --out STAGE5
+
     python -m fifo_shapes.train --steps 20 --batch 4 --out /tmp/tiny   # a smoke run
 
 Video diffusion training (Ho et al. 2022) with a noise level per frame:
@@ -41,8 +48,8 @@ from torch import nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_shapes.backbone import CONFIG_FILE, WEIGHTS_FILE, ShapesBackbone
-from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
-from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipBatch, all_captions, random_clips, render
+from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod, offsets_from_steps, step_index
+from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZE, ClipBatch, all_captions, random_clips, render
 
 
 class TrainConfig(BaseModel):
@@ -67,7 +74,18 @@ class TrainConfig(BaseModel):
         description="weight of a training-only loss that reads colour, shape, motion and background back from the prompt "
         "embedding (cosine classifier): it keeps every word of the grammar visible to the denoiser",
     )
+    tracker_loss: float = Field(
+        default=1.0, ge=0,
+        description="weight of the motion tracker's cross-entropy on the true frame-to-frame steps (models with tracking)",
+    )
+    tracker_only: bool = Field(
+        default=False,
+        description="train the motion tracker alone, everything else frozen; the tracker is cheap, so a run sees many more clips",
+    )
     init: str | None = Field(default=None, description="folder of trained weights to start from (stage 2 starts from stage 1)")
+    stop_after: int | None = Field(
+        default=None, ge=1, description="end after this many steps, keeping the learning-rate schedule of `steps` (a run cut short on purpose)"
+    )
     checkpoint_every: int | None = Field(default=None, ge=1, description="also save the weights every this many steps")
     time_limit_minutes: float | None = Field(default=None, gt=0, description="stop early (and say so) after this long")
     model: ShapesModelConfig = ShapesModelConfig()
@@ -122,6 +140,12 @@ class AttributeReader(nn.Module):
         return torch.stack(losses).mean()
 
 
+def true_steps(clips: ClipBatch) -> torch.Tensor:
+    """The world's frame-to-frame steps ``'b (f-1) 2'`` (shortest way round the torus)."""
+    half = SIZE // 2
+    return (clips.positions[:, 1:] - clips.positions[:, :-1] + half) % SIZE - half
+
+
 def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
     """Integer timesteps ``'b f'``: one per clip, or an increasing ramp for the diagonal fraction."""
     bias = 1.0 / config.high_noise_bias
@@ -141,16 +165,22 @@ def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, gener
 
 
 def _start_from(model: ShapesModel, folder: str) -> None:
-    """Load trained weights into ``model``; only the layers stage 2 adds (motion convolutions, the
-    text tower's word path) may be missing from them, and they start at zero, so the loaded
-    model's output is unchanged."""
+    """Load trained weights into ``model``; only the layers later stages add may be missing from
+    them: stage 2's motion convolutions and the text tower's word path (zero-initialised, so the
+    loaded model's output is unchanged) and stage 4's motion tracker."""
     from safetensors.torch import load_file
 
     from fifo_shapes.backbone import WEIGHTS_FILE
 
     state = load_file(str(Path(folder) / WEIGHTS_FILE))
+    own = model.state_dict()
+    if any(key.startswith("denoiser.tracker.") and key in own and own[key].shape != value.shape for key, value in state.items()):
+        # A tracker of an earlier layout: the denoiser and text tower are kept, the tracker starts afresh.
+        print(f"the motion tracker in {folder} has another layout; training a new one", flush=True)
+        state = {key: value for key, value in state.items() if not key.startswith("denoiser.tracker.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    foreign = [key for key in missing if ".motion." not in key and not key.startswith("text.words.")] + list(unexpected)
+    added = (".motion.", "text.words.", "denoiser.tracker.")
+    foreign = [key for key in missing if not any(part in key for part in added)] + list(unexpected)
     if foreign:
         raise ValueError(f"the weights in {folder} do not fit this model: {', '.join(foreign[:5])}; train the base model with the same sizes")
 
@@ -176,8 +206,13 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         _start_from(model, config.init)
     model = model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    reader = AttributeReader(config.model.embed_dim).to(device) if config.attribute_loss > 0 else None
-    trained = [*model.parameters(), *(reader.parameters() if reader is not None else [])]
+    reader = AttributeReader(config.model.embed_dim).to(device) if config.attribute_loss > 0 and not config.tracker_only else None
+    if config.tracker_only:
+        if model.denoiser.tracker is None:
+            raise ValueError("tracker_only trains the motion tracker, and this model has none; add --tracking")
+        model.requires_grad_(False)
+        model.denoiser.tracker.requires_grad_(True)
+    trained = [p for p in (*model.parameters(), *(reader.parameters() if reader is not None else [])) if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.01)
     abar = cosine_alphas_cumprod(config.model.num_train_timesteps).float().to(device)
     rows, table = caption_tokens(model)
@@ -198,10 +233,21 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         target = a * noise - b * clean
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
+        tracking = model.denoiser.tracker is not None
+        steps = true_steps(clips).to(device) if tracking else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             prompts = model.text(tokens)
-            prediction = model.denoiser(noisy, timesteps.float(), prompts)
-        loss = F.mse_loss(prediction.float(), target)
+            logits = model.denoiser.tracker(noisy, timesteps.float(), prompts) if tracking else None
+            if config.tracker_only:
+                prediction = None
+            else:
+                # With a tracker the denoiser learns in the shape's frame of reference from the
+                # true offsets, and the tracker learns to find them.
+                offsets = offsets_from_steps(steps) if tracking else None
+                prediction = model.denoiser(noisy, timesteps.float(), prompts, offsets)
+        loss = F.mse_loss(prediction.float(), target) if prediction is not None else torch.zeros((), device=device)
+        if logits is not None:
+            loss = loss + config.tracker_loss * F.cross_entropy(logits.float().flatten(0, 1), step_index(steps).flatten())
         if reader is not None:
             captioned = torch.tensor([bool(text) for text in texts], device=device)
             loss = loss + config.attribute_loss * reader.loss(prompts, reader.labels(clips, texts), captioned)
@@ -220,6 +266,8 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
             print(f"step {done}/{config.steps}  loss {recent:.4f}  {time.perf_counter() - began:.1f} s", flush=True)
         if config.checkpoint_every and checkpoint_to is not None and done % config.checkpoint_every == 0 and done < config.steps:
             save(ema, _metadata(config, done, time.perf_counter() - began, device, losses), checkpoint_to)
+        if config.stop_after is not None and done >= config.stop_after:
+            break
         if config.time_limit_minutes is not None and time.perf_counter() - began > 60 * config.time_limit_minutes:
             print(f"time limit reached after {done} of {config.steps} steps; rerun with --steps {done} to reproduce", flush=True)
             break
@@ -269,9 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--diagonal-fraction", type=float)
     parser.add_argument("--time-limit-minutes", type=float)
+    parser.add_argument("--stop-after", type=int, metavar="STEPS", help="end after STEPS steps, keeping the schedule of --steps")
     parser.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also write the weights so far to --out every STEPS steps")
     parser.add_argument("--widths", type=int, nargs=2, help="channels of the 16x16 and 8x8 levels")
     parser.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None, help="add space-time motion convolutions")
+    parser.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=None, help="add the motion tracker (stage 4)")
+    parser.add_argument("--tracker-only", action="store_true", default=None, help="train only the motion tracker (stage 5)")
     parser.add_argument("--init", help="start from the weights in this folder")
     parser.add_argument("--ema-decay", type=float)
     parser.add_argument("--warmup", type=int)
@@ -282,10 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     values = {
         key: getattr(args, key)
-        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias", "attribute_loss")
+        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias", "attribute_loss", "tracker_only", "stop_after")
         if getattr(args, key) is not None
     }
-    sizes = {key: value for key, value in (("widths", tuple(args.widths) if args.widths else None), ("motion", args.motion)) if value is not None}
+    sizes = {key: value for key, value in (("widths", tuple(args.widths) if args.widths else None), ("motion", args.motion), ("tracking", args.tracking)) if value is not None}
     if sizes:
         values["model"] = ShapesModelConfig(**sizes)
     config = TrainConfig(**values)

@@ -1,0 +1,113 @@
+"""Stage 4 of fifo-shapes: the motion tracker and denoising in the shape's frame of reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fifo_shapes.backbone import ShapesBackbone, shared_offsets
+from fifo_shapes.model import STEPS, MotionTracker, ShapesModel, ShapesModelConfig, offsets_from_steps, roll_frames, step_index
+from fifo_shapes.train import TrainConfig, _start_from, save, train, true_steps
+from fifo_shapes.world import MOTIONS, Caption, clips_for, render
+
+TINY = ShapesModelConfig(widths=(8, 16), motion=True, tracking=True)
+
+
+def test_rolling_frames_moves_each_frame_by_its_own_offset_and_back() -> None:
+    clip = torch.randn(2, 3, 4, 32, 32)
+    offsets = torch.tensor([[[0, 0], [1, 0], [-3, 2], [31, -1]], [[5, 5], [0, -1], [0, 0], [-1, -1]]])
+    moved = roll_frames(clip, offsets)
+    for row in range(2):
+        for frame in range(4):
+            dx, dy = offsets[row, frame].tolist()
+            assert torch.equal(moved[row, :, frame], torch.roll(clip[row, :, frame], shifts=(dy, dx), dims=(1, 2)))
+    assert torch.equal(roll_frames(moved, -offsets), clip)
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_the_true_offsets_make_every_world_clip_stand_still(motion: str) -> None:
+    """What stage 4 trains on: moved back by its offsets, a clip of any motion (including bounces
+    off the walls) shows the first frame again and again."""
+    clips = clips_for(Caption("red", "triangle", motion), batch=6, frames=40, generator=torch.Generator().manual_seed(1))
+    steps = true_steps(clips)
+    assert set(steps.flatten().tolist()) <= {-1, 0, 1}
+    still = roll_frames(render(clips), -offsets_from_steps(steps))
+    assert torch.equal(still, still[:, :, :1].expand_as(still))
+    assert torch.equal(STEPS[step_index(steps)], steps)
+
+
+def test_the_tracker_reads_each_step_from_the_frames_up_to_its_end_only() -> None:
+    torch.manual_seed(0)
+    tracker = MotionTracker(TINY)
+    clip, levels, prompt = torch.randn(1, 3, 8, 32, 32), torch.rand(1, 8) * 1000, torch.randn(1, TINY.embed_dim)
+    logits = tracker(clip, levels, prompt)
+    assert logits.shape == (1, 7, len(STEPS))
+    later = clip.clone()
+    later[:, :, 5] += 1.0  # frame 5 ends step 4 -> 5; the steps before it must not see it
+    changed = tracker(later, levels, prompt)
+    torch.testing.assert_close(changed[:, :4], logits[:, :4])
+    assert not torch.allclose(changed[:, 4], logits[:, 4])
+
+
+def test_a_tracking_denoiser_works_in_the_frame_its_offsets_give() -> None:
+    torch.manual_seed(0)
+    model = ShapesModel(TINY, token_ids=[1, 2, 3])
+    for parameter in model.parameters():  # zero-initialised output layers would hide a wrong roll
+        torch.nn.init.normal_(parameter, std=0.05)
+    clip, levels, prompt = torch.randn(1, 3, 6, 32, 32), torch.rand(1, 6) * 1000, torch.randn(1, TINY.embed_dim)
+    offsets = torch.tensor([[[0, 0], [1, 0], [2, 1], [3, 1], [3, 2], [4, 2]]])
+    with torch.no_grad():
+        still = roll_frames(clip, -offsets)
+        v = model.denoiser._denoise(still, levels, prompt)
+        torch.testing.assert_close(model.denoiser(clip, levels, prompt, offsets), roll_frames(v, offsets))
+        shared = roll_frames(model.denoiser._lead_clean_frame(still, v, levels), offsets)
+        torch.testing.assert_close(model.denoiser(clip, levels, prompt, offsets, share_clean=True), shared)
+        # Without offsets the tracker's are used.
+        own = model.denoiser.tracker.offsets(clip, levels, prompt)
+        torch.testing.assert_close(model.denoiser(clip, levels, prompt), model.denoiser(clip, levels, prompt, own))
+
+
+def test_both_halves_of_guidance_share_the_prompted_rows_frame_of_reference() -> None:
+    latents, levels = torch.randn(2, 3, 4, 32, 32), torch.rand(2, 4)
+    doubled, doubled_levels = torch.cat([latents, latents]), torch.cat([levels, levels])
+    offsets = torch.randint(-3, 4, (4, 4, 2))
+    shared = shared_offsets(doubled, doubled_levels, offsets)
+    assert torch.equal(shared[:2], offsets[:2]) and torch.equal(shared[2:], offsets[:2])
+    # Rows that differ keep their own.
+    assert torch.equal(shared_offsets(latents, levels, offsets[:2]), offsets[:2])
+
+
+def test_stage_four_starts_from_a_model_without_a_tracker_and_trains_it(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    earlier = ShapesModel(ShapesModelConfig(widths=(8, 16), motion=True), token_ids=[1, 2, 3])
+    save(earlier, {"model": earlier.config.model_dump(mode="json")}, tmp_path / "stage3")
+    tracking = ShapesModel(TINY, token_ids=[1, 2, 3])
+    _start_from(tracking, str(tmp_path / "stage3"))
+    assert torch.equal(tracking.denoiser.conv_in.weight, earlier.denoiser.conv_in.weight)
+
+    config = TrainConfig(steps=3, batch=2, warmup=1, model=ShapesModelConfig(motion=True, tracking=True))
+    model, metadata = train(config, "cpu", log_every=0)
+    torch.manual_seed(config.seed)  # as train() does before building its model
+    untrained = ShapesModel(config.model).denoiser.tracker
+    assert metadata["model"]["tracking"] and metadata["steps_done"] == 3
+    save(model, metadata, tmp_path / "stage4")
+    loaded = ShapesBackbone(weights=str(tmp_path / "stage4"))
+    assert loaded.model.denoiser.tracker is not None
+    assert not torch.equal(loaded.model.denoiser.tracker.head[-1].weight, untrained.head[-1].weight)
+    output = loaded.predict(torch.randn(2, 3, 8, 32, 32), torch.full((2, 8), 700.0), [loaded.encode_prompt("a red circle moving up")] * 2)
+    assert output.shape == (2, 3, 8, 32, 32) and bool(torch.isfinite(output).all())
+
+
+def test_in_the_still_frame_every_frame_takes_the_cleanest_frames_estimate() -> None:
+    denoiser = ShapesModel(TINY, token_ids=[1, 2, 3]).denoiser
+    clip, v = torch.randn(2, 3, 4, 32, 32), torch.randn(2, 3, 4, 32, 32)
+    levels = torch.tensor([[400.0, 20.0, 700.0, 990.0], [500.0, 500.0, 500.0, 500.0]])
+    signal = denoiser.alphas_cumprod[levels.long()][:, None, :, None, None]
+    own = signal.sqrt() * clip - (1 - signal).sqrt() * v
+    shared = signal.sqrt() * clip - (1 - signal).sqrt() * denoiser._lead_clean_frame(clip, v, levels)
+    lead = [1, 3]  # the cleanest frame; the newest one when all are equally noisy
+    for row in range(2):
+        expected = own[row, :, lead[row], None].expand_as(shared[row])
+        torch.testing.assert_close(shared[row], expected, atol=2e-4, rtol=1e-4)
