@@ -14,14 +14,14 @@ embedding, computed from its own timestep, and the prompt embedding is added to 
 modulated by that sum (scale and shift per channel), so the model takes a noise level per frame,
 which FIFO needs.
 
-Motion tracker (stage 4): a small CNN predicts, for every pair of neighbouring frames, which of the
-nine whole-pixel steps the shape takes (from the prompt embedding and the frames up to the pair's
-second one). The denoiser then works in the shape's frame of reference: every frame is rolled back
-by its offset from the window's first frame (the world is a torus and its background plain, so a
-roll is exact), where the shape stands still, and the prediction is rolled forward again; when sampling, every
-frame takes the clean estimate of the window's cleanest frame. Motion becomes a classification
-the tracker learns directly, and the U-Net only has to draw a still shape (docs/default-model.md
-says why).
+Motion tracker (an experiment, not in the shipped weights: ``tracking`` is off by default;
+docs/default-model.md, section *Experiment*): a small CNN predicts, for every pair of
+neighbouring frames, which of the nine whole-pixel steps the shape takes (from the prompt
+embedding and the frames up to the pair's second one). The denoiser then works in the shape's
+frame of reference: every frame is rolled back by its offset from the window's first frame (the
+world is a torus and its background plain, so a roll is exact), where the shape stands still,
+and the prediction is rolled forward again; when sampling, every frame takes the clean estimate
+of the window's cleanest frame.
 
 Shapes: ``'b c f h w'`` clips, ``'b f'`` timesteps, ``'(b f) c h w'`` inside spatial layers.
 """
@@ -65,7 +65,7 @@ class ShapesModelConfig(BaseModel):
     groups: int = 8
     num_train_timesteps: int = 1000
     motion: bool = False  # stage 2 of training adds MotionConv layers and the text tower's word path
-    tracking: bool = False  # stage 4 adds the MotionTracker: the denoiser works in the shape's frame of reference
+    tracking: bool = False  # the MotionTracker experiment: the denoiser works in the shape's frame of reference
 
 
 def grammar_token_ids(context_length: int = 77) -> list[int]:

@@ -216,6 +216,7 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=0.01)
     abar = cosine_alphas_cumprod(config.model.num_train_timesteps).float().to(device)
     rows, table = caption_tokens(model)
+    tracking = model.denoiser.tracker is not None
     table = table.to(device)
     began = time.perf_counter()
     losses: list[float] = []
@@ -233,7 +234,6 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         target = a * noise - b * clean
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
-        tracking = model.denoiser.tracker is not None
         steps = true_steps(clips).to(device) if tracking else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             prompts = model.text(tokens)
