@@ -14,14 +14,14 @@ embedding, computed from its own timestep, and the prompt embedding is added to 
 modulated by that sum (scale and shift per channel), so the model takes a noise level per frame,
 which FIFO needs.
 
-Motion tracker (an experiment, not in the shipped weights: ``tracking`` is off by default;
-docs/default-model.md, section *Experiment*): a small CNN predicts, for every pair of
-neighbouring frames, which of the nine whole-pixel steps the shape takes (from the prompt
-embedding and the frames up to the pair's second one). The denoiser then works in the shape's
-frame of reference: every frame is rolled back by its offset from the window's first frame (the
-world is a torus and its background plain, so a roll is exact), where the shape stands still,
-and the prediction is rolled forward again; when sampling, every frame takes the clean estimate
-of the window's cleanest frame.
+Motion tracker (``tracking``, in the shipped weights; docs/default-model.md): a small CNN foresees,
+for every pair of neighbouring frames, which of the nine whole-pixel steps the shape takes next
+(from the prompt embedding and the frames before the step). The denoiser then works in the
+shape's frame of reference: every frame is rolled back by its offset from the window's first
+frame (the world is a torus and its background plain, so a roll is exact), where the shape stands
+still, and the prediction is rolled forward again. When sampling, every frame takes the clean
+estimate of the window's cleanest frame, snapped to the world's palette: with lookahead the first
+window's cleanest frame is the one dequeued last, so each new frame is that frame moved one step.
 
 Shapes: ``'b c f h w'`` clips, ``'b f'`` timesteps, ``'(b f) c h w'`` inside spatial layers.
 """
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from fifo_shapes.world import vocabulary
+from fifo_shapes.world import PALETTE, palette_tensor, vocabulary
 
 _INSTALL = "pip install open-clip-torch (the default model tokenizes prompts with OpenCLIP's tokenizer)"
 
@@ -65,7 +65,7 @@ class ShapesModelConfig(BaseModel):
     groups: int = 8
     num_train_timesteps: int = 1000
     motion: bool = False  # stage 2 of training adds MotionConv layers and the text tower's word path
-    tracking: bool = False  # the MotionTracker experiment: the denoiser works in the shape's frame of reference
+    tracking: bool = False  # stage 4 adds the MotionTracker: the denoiser works in the shape's frame of reference
 
 
 def grammar_token_ids(context_length: int = 77) -> list[int]:
@@ -259,21 +259,39 @@ def roll_frames(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return moved.permute(0, 4, 1, 2, 3)
 
 
+# The shared clean estimate is snapped to the palette below this timestep (in FIFO's queue: the
+# leads of the first three of its four windows). Higher up the estimate is still a blur, and
+# snapping it there fixed a first clip's shape too early: 27 of 32 first clips had the right
+# colour and shape with 700, 30 of 32 with 400 (16 prompts x 2 seeds, 2-core CPU).
+SNAP_BELOW = 400
+
+
+def snap_to_palette(images: torch.Tensor) -> torch.Tensor:
+    """Every pixel of ``'b 3 h w'`` images in ``[-1, 1]`` replaced by the nearest colour of the
+    world's palette: the world draws nothing else."""
+    palette = palette_tensor(tuple(PALETTE)).to(images)  # 'k 3'
+    distances = ((images[:, None] - palette[None, :, :, None, None]) ** 2).sum(dim=2)  # 'b k h w'
+    return palette[distances.argmin(dim=1)].permute(0, 3, 1, 2)
+
+
 class MotionTracker(nn.Module):
     """Predicts how the shape moves from each frame of a clip to the next: logits ``'b (f-1) 9'``
     over :data:`STEPS`, for noisy clips ``'b c f h w'``, timesteps ``'b f'`` and prompt embeddings.
 
-    The step from frame ``k`` to ``k + 1`` is read from frames ``k - 2 .. k + 1`` (frames before
-    the clip count as pure noise): the frames themselves, each with its noise level as a channel,
-    and for each of their three neighbouring pairs a matching cost per candidate step (how far
-    the later frame is from the earlier one moved by that step: a cost volume, as optical-flow
-    networks use). Without the costs a CNN over stacked frames did not learn to read a one-pixel
-    move at all (chance level after 120 steps on clean clips); with them the step just taken is
-    one channel's minimum. Two coordinate channels show where the walls are (bouncing turns
-    there), and the prompt embedding alone decides the steps of ``moving ...`` prompts.
+    The step from frame ``k`` to ``k + 1`` is foreseen from frames ``k - 2 .. k`` only (frames
+    before the clip count as pure noise), never read off frame ``k + 1``: when sampling, the frames
+    after the window's cleanest one are copies placed by the tracker itself, and a tracker that
+    reads them back only confirms its earlier guesses (bouncing shapes then kept one diagonal and
+    wrapped round the torus). Inputs: the frames, each with its noise level as a channel, and for
+    each of their neighbouring pairs a matching cost per candidate step (how far the later frame
+    is from the earlier one moved by that step: a cost volume, as optical-flow networks use), so
+    the step just taken is one channel's minimum. Where the shape stands in frame ``k`` (a near
+    one-hot, :meth:`place_features`) tells when a bounce turns at a wall, and the prompt
+    embedding alone decides the steps of ``moving ...`` prompts.
     """
 
-    CONTEXT = 4
+    CONTEXT = 3  # frames k - 2 .. k
+    BUMP_WIDTH = 0.5  # pixels: the place features are near one-hot
 
     def __init__(self, config: ShapesModelConfig, width: int = 32) -> None:
         super().__init__()
@@ -289,6 +307,7 @@ class MotionTracker(nn.Module):
         )
         self.votes = nn.Linear(pairs * len(STEPS), config.embed_dim)  # the costs averaged over the frame
         self.prompt = nn.Linear(config.embed_dim, config.embed_dim)
+        self.place = nn.Linear(2 * config.image_size, config.embed_dim)  # where the shape is in frame k
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(config.embed_dim, config.embed_dim), nn.SiLU(), nn.Linear(config.embed_dim, len(STEPS)))
 
     @staticmethod
@@ -304,19 +323,47 @@ class MotionTracker(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         batch, _, frames, height, width = x.shape
-        before = self.CONTEXT - 2
+        before = self.CONTEXT - 1
         padded = F.pad(x, (0, 0, 0, 0, before, 0))  # 'b c (f+2) h w'
         level = (timesteps.float() / self.num_train_timesteps).to(x.dtype)
         level = F.pad(level, (before, 0), value=1.0)[:, None, :, None, None].expand(batch, 1, frames + before, height, width)
-        # One stack per step k -> k+1, over frames k-2 .. k+1 ('... CONTEXT' last after unfold).
+        # One stack per step k -> k+1, over frames k-2 .. k ('... CONTEXT' last after unfold).
         stacks = torch.cat([padded, level], dim=1).unfold(2, self.CONTEXT, 1)[:, :, : frames - 1]
         stacks = stacks.permute(0, 2, 5, 1, 3, 4).reshape(batch * (frames - 1), -1, height, width)
         costs = self.matching_costs(padded).unfold(2, self.CONTEXT - 1, 1)[:, :, : frames - 1]  # 'b 9 (f-1) h w pairs'
         costs = costs.permute(0, 2, 5, 1, 3, 4).reshape(batch * (frames - 1), -1, height, width)
         grid = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)
         coordinates = torch.stack(torch.meshgrid(grid, grid, indexing="xy"))[None].expand(stacks.shape[0], 2, height, width)
-        features = self.features(torch.cat([stacks, costs, coordinates], dim=1)) + self.votes(costs.mean(dim=(2, 3)))
-        return self.head(features.reshape(batch, frames - 1, -1) + self.prompt(prompt)[:, None])
+        # Each pair's costs averaged over the frame and standardised across the nine steps: raw,
+        # the right step's mean cost is only about 0.01 below the others', too small a signal
+        # for the tracker to learn to use (it stayed below chance on bouncing clips).
+        votes = costs.mean(dim=(2, 3)).reshape(-1, self.CONTEXT - 1, len(STEPS))
+        votes = (votes - votes.mean(dim=-1, keepdim=True)) / (votes.std(dim=-1, keepdim=True) + 1e-4)
+        features = self.features(torch.cat([stacks, costs, coordinates], dim=1)) + self.votes(votes.flatten(1))
+        # Frame k's place: a bounce turns at the walls, and the convolutions alone did not learn
+        # where the shape stood (bouncing shapes went straight through the walls).
+        place = self.place(self.place_features(x[:, :, : frames - 1]))  # 'b (f-1) e'
+        return self.head(features.reshape(batch, frames - 1, -1) + place + self.prompt(prompt)[:, None])
+
+    def place_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """``'b f (h + w)'``: where each frame's shape stands, as a bump round its centre on each
+        axis (almost one-hot, so the head can learn a rule per position, as a bounce off a wall
+        is). The centre is the circular mean of the pixels, weighted by their squared distance
+        from the frame's median (background) colour: it needs no knowledge of the colours, and
+        noise spread evenly over the frame only shortens the mean."""
+        height, width = frames.shape[-2:]
+        background = frames.flatten(3).median(dim=3).values[..., None, None]
+        weight = ((frames - background) ** 2).sum(dim=1)  # 'b f h w'
+        weight = weight / weight.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+        bumps = []
+        for axis, size in ((3, width), (2, height)):  # x then y
+            cells = torch.arange(size, device=frames.device, dtype=frames.dtype)
+            angle = cells * (2 * math.pi / size)
+            marginal = weight.sum(dim=5 - axis)  # 'b f size'
+            centre = torch.atan2((marginal * angle.sin()).sum(-1), (marginal * angle.cos()).sum(-1)) * (size / (2 * math.pi))
+            distance = (cells - centre[..., None] + size / 2) % size - size / 2  # round the torus
+            bumps.append(torch.exp(-(distance**2) / (2 * self.BUMP_WIDTH**2)))
+        return torch.cat(bumps, dim=-1)
 
     def offsets(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
         """The most likely offset of every frame from the first, ``'b f 2'``."""
@@ -369,12 +416,16 @@ class ShapesDenoiser(nn.Module):
     def _lead_clean_frame(self, x: torch.Tensor, v: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``v`` for a still clip in which every frame takes the clean estimate ``x0 = a x - s v``
         of the clip's cleanest frame (the newest of them on a tie), each keeping its own noise.
+        Below :data:`SNAP_BELOW` that estimate is first snapped to the world's palette.
 
         In the shape's frame of reference all frames show one image. Left to keep the frames
         alike by itself, the U-Net let the shape creep a pixel every few frames; an average of
         the frames' estimates instead blurred the shape when all frames were equally noisy
         (docs/default-model.md). In FIFO's windows the cleanest frame is the one nearest the
-        head, so the noisy frames behind it continue what it shows.
+        head, so the noisy frames behind it continue what it shows: with lookahead, the first
+        window's lead is the frame dequeued last, so every new frame is that frame moved.
+        Snapping keeps the copies crisp: an unsnapped estimate's soft edges were copied on
+        and on (a square read as a circle, a purple shape faded into a blue background).
         """
         index = timesteps.round().long().clamp(0, self.alphas_cumprod.numel() - 1)
         signal = self.alphas_cumprod[index].to(v.dtype)[:, None, :, None, None]
@@ -384,6 +435,8 @@ class ShapesDenoiser(nn.Module):
         lead = index.shape[1] - 1 - index.flip(dims=[1]).argmin(dim=1)
         rows = torch.arange(x.shape[0], device=x.device)
         clean = a[rows, :, lead] * x[rows, :, lead] - s[rows, :, lead] * v[rows, :, lead]  # 'b c h w'
+        snap = (index[rows, lead] < SNAP_BELOW)[:, None, None, None]
+        clean = torch.where(snap, snap_to_palette(clean), clean)
         return (a * x - clean[:, :, None]) / s
 
     def _denoise(self, x: torch.Tensor, timesteps: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Train the default model on the shapes world and write its weights (safetensors) and config.
 
-The shipped weights come from three stages; the defaults are stage 2's settings:
+The shipped weights come from five stages (docs/default-model.md); the defaults are stage 2's settings:
 
     # stage 1, the base model: shapes, colours and backgrounds, one noise level per clip (one GPU, ~6 min)
     python -m fifo_shapes.train --out adapters/fifo_shapes/weights/base --steps 4600 --batch 128 \
@@ -9,14 +9,16 @@ The shipped weights come from three stages; the defaults are stage 2's settings:
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/base --motion --out adapters/fifo_shapes/weights/stage2
     # stage 3, every word visible: the attribute loss separates the prompt embeddings (2 CPU cores, ~37 min)
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage2 --motion --attribute-loss 0.05 \
-        --steps 1800 --learning-rate 1e-3 --warmup 50 --out adapters/fifo_shapes/weights
-
-    # an experiment, not shipped (docs/default-model.md): stage 4 adds the motion tracker (~26 min)
-    python -m fifo_shapes.train --init adapters/fifo_shapes/weights --motion --tracking --attribute-loss 0.05 \
-        --steps 1500 --stop-after 750 --learning-rate 1e-3 --warmup 30 --ema-decay 0.995 --out STAGE4
-    # and stage 5 trains the tracker alone, afresh (~9 min)
-    python -m fifo_shapes.train --init STAGE4 --motion --tracking --tracker-only \
-        --steps 500 --batch 64 --learning-rate 1e-3 --warmup 20 --ema-decay 0.99 --high-noise-bias 1 --out STAGE5
+        --steps 1800 --learning-rate 1e-3 --warmup 50 --out adapters/fifo_shapes/weights/stage3
+    # stage 4, the shape's frame of reference: the denoiser learns on clips moved back by their
+    # true offsets (750 steps of a 1,500-step schedule; 2 CPU cores, ~26 min)
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage3 --motion --tracking --attribute-loss 0.05 \
+        --steps 1500 --stop-after 750 --learning-rate 1e-3 --warmup 30 --ema-decay 0.995 --out adapters/fifo_shapes/weights/stage4
+    # stage 5, the motion tracker alone, afresh, on nearly clean clips, bouncing drawn 4x as often
+    # (2 CPU cores, ~12 min): the shipped weights
+    python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage4 --motion --tracking --tracker-only \
+        --tracker-noise 0.3 --bouncing-weight 4 --steps 600 --batch 64 --learning-rate 1e-3 --warmup 20 \
+        --ema-decay 0.99 --high-noise-bias 1 --out adapters/fifo_shapes/weights
 
     python -m fifo_shapes.train --steps 20 --batch 4 --out /tmp/tiny   # a smoke run
 
@@ -80,7 +82,15 @@ class TrainConfig(BaseModel):
     )
     tracker_only: bool = Field(
         default=False,
-        description="train the motion tracker alone, everything else frozen; the tracker is cheap, so a run sees many more clips",
+        description="train a new motion tracker alone (the --init folder's tracker is left out), everything else frozen; the tracker is cheap, so a run sees many more clips",
+    )
+    tracker_noise: float = Field(
+        default=1.0, gt=0, le=1,
+        description="with tracker_only, scale the noise levels by this: the first window's frames, whose steps make the video, are nearly clean",
+    )
+    bouncing_weight: float = Field(
+        default=1.0, gt=0,
+        description="draw bouncing clips this many times as often as each other motion: a bounce off a wall is the tracker's one hard, rare step",
     )
     init: str | None = Field(default=None, description="folder of trained weights to start from (stage 2 starts from stage 1)")
     stop_after: int | None = Field(
@@ -164,17 +174,20 @@ def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, gener
     return torch.where(diagonal, ramp, shared)
 
 
-def _start_from(model: ShapesModel, folder: str) -> None:
+def _start_from(model: ShapesModel, folder: str, fresh_tracker: bool = False) -> None:
     """Load trained weights into ``model``; only the layers later stages add may be missing from
     them: stage 2's motion convolutions and the text tower's word path (zero-initialised, so the
-    loaded model's output is unchanged) and stage 4's motion tracker."""
+    loaded model's output is unchanged) and stage 4's motion tracker. ``fresh_tracker`` keeps
+    the model's new tracker instead of the folder's (stage 5 trains one afresh)."""
     from safetensors.torch import load_file
 
     from fifo_shapes.backbone import WEIGHTS_FILE
 
     state = load_file(str(Path(folder) / WEIGHTS_FILE))
     own = model.state_dict()
-    if any(key.startswith("denoiser.tracker.") and key in own and own[key].shape != value.shape for key, value in state.items()):
+    if fresh_tracker:
+        state = {key: value for key, value in state.items() if not key.startswith("denoiser.tracker.")}
+    elif any(key.startswith("denoiser.tracker.") and key in own and own[key].shape != value.shape for key, value in state.items()):
         # A tracker of an earlier layout: the denoiser and text tower are kept, the tracker starts afresh.
         print(f"the motion tracker in {folder} has another layout; training a new one", flush=True)
         state = {key: value for key, value in state.items() if not key.startswith("denoiser.tracker.")}
@@ -203,7 +216,7 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
         torch.backends.cudnn.deterministic = True
     model = ShapesModel(config.model)
     if config.init is not None:
-        _start_from(model, config.init)
+        _start_from(model, config.init, fresh_tracker=config.tracker_only)
     model = model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     reader = AttributeReader(config.model.embed_dim).to(device) if config.attribute_loss > 0 and not config.tracker_only else None
@@ -222,11 +235,13 @@ def train(config: TrainConfig, device: str = "cpu", log_every: int = 100, checkp
     losses: list[float] = []
     done = 0
     for step in range(config.steps):
-        clips = random_clips(config.batch, config.frames, generator)
+        clips = random_clips(config.batch, config.frames, generator, config.bouncing_weight)
         clean = render(clips, device)
         texts = captions_for(clips, config, generator)
         tokens = table[torch.tensor([rows[text] for text in texts], device=device)]
         timesteps = noise_levels(config.batch, config.frames, config, config.model.num_train_timesteps, generator).to(device)
+        if config.tracker_only:
+            timesteps = (timesteps * config.tracker_noise).long()
         noise = torch.randn(clean.shape, generator=noise_generator, device=device)
         a = abar[timesteps].sqrt()[:, None, :, None, None]
         b = (1 - abar[timesteps]).sqrt()[:, None, :, None, None]
@@ -322,7 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--widths", type=int, nargs=2, help="channels of the 16x16 and 8x8 levels")
     parser.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None, help="add space-time motion convolutions")
     parser.add_argument("--tracking", action=argparse.BooleanOptionalAction, default=None, help="add the motion tracker (stage 4)")
-    parser.add_argument("--tracker-only", action="store_true", default=None, help="train only the motion tracker (stage 5)")
+    parser.add_argument("--tracker-only", action="store_true", default=None, help="train only the motion tracker, afresh (stage 5)")
+    parser.add_argument("--tracker-noise", type=float, help="with --tracker-only, scale the training noise levels by this (0 to 1)")
+    parser.add_argument("--bouncing-weight", type=float, help="draw bouncing clips this many times as often as each other motion")
     parser.add_argument("--init", help="start from the weights in this folder")
     parser.add_argument("--ema-decay", type=float)
     parser.add_argument("--warmup", type=int)
@@ -333,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     values = {
         key: getattr(args, key)
-        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias", "attribute_loss", "tracker_only", "stop_after")
+        for key in ("seed", "steps", "batch", "learning_rate", "diagonal_fraction", "time_limit_minutes", "checkpoint_every", "init", "ema_decay", "warmup", "high_noise_bias", "attribute_loss", "tracker_only", "tracker_noise", "bouncing_weight", "stop_after")
         if getattr(args, key) is not None
     }
     sizes = {key: value for key, value in (("widths", tuple(args.widths) if args.widths else None), ("motion", args.motion), ("tracking", args.tracking)) if value is not None}

@@ -164,15 +164,20 @@ def trajectories(motion: torch.Tensor, frames: int, generator: torch.Generator) 
     return positions
 
 
-def random_clips(batch: int, frames: int, generator: torch.Generator) -> ClipBatch:
-    """``batch`` clips of ``frames`` frames with every grammar element drawn uniformly."""
+def random_clips(batch: int, frames: int, generator: torch.Generator, bouncing_weight: float = 1.0) -> ClipBatch:
+    """``batch`` clips of ``frames`` frames with every grammar element drawn uniformly, except that
+    ``bouncing`` is drawn ``bouncing_weight`` times as often as each other motion."""
     colour = torch.randint(0, len(COLOURS), (batch,), generator=generator)
     background = torch.randint(0, len(BACKGROUNDS), (batch,), generator=generator)
     # A background of the shape's own colour moves to the next background in the list.
     same = torch.tensor([BACKGROUNDS[b] == COLOURS[c] for b, c in zip(background.tolist(), colour.tolist())], dtype=torch.bool)
     background = torch.where(same, (background + 1) % len(BACKGROUNDS), background)
     shape = torch.randint(0, len(SHAPES), (batch,), generator=generator)
-    motion = torch.randint(0, len(MOTIONS), (batch,), generator=generator)
+    if bouncing_weight == 1.0:
+        motion = torch.randint(0, len(MOTIONS), (batch,), generator=generator)
+    else:
+        weights = torch.tensor([bouncing_weight if name == "bouncing" else 1.0 for name in MOTIONS])
+        motion = torch.multinomial(weights, batch, replacement=True, generator=generator)
     return ClipBatch(colour, shape, motion, background, trajectories(motion, frames, generator))
 
 
