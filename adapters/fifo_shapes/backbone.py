@@ -28,9 +28,11 @@ UPSCALE = 4
 
 # Speed decides n and guidance: every output frame costs 2 * n windows of f frames with lookahead
 # (twice that with guidance), and the model must stream at least 8 frames/s on two CPU cores
-# (benchmarks/realtime.py: 14.6 frames/s with these settings). n = 2 with f = 8 gives S = 16
-# levels. Guidance 3 improves colour and shape a little (benchmarks/prompt_agreement.py,
-# docs/default-model.md) but would halve the speed.
+# (benchmarks/realtime.py). n = 2 with f = 8 gives S = 16 levels. The queue starts from one
+# ordinary clip, sampled with guidance 3 (once, so it costs no speed): every later frame is that
+# clip's last frame moved by the tracker's steps (model.py), so the first clip decides the
+# colour and shape of the whole video, and unguided about one first clip in four had them wrong
+# (docs/default-model.md).
 DEFAULTS = BackboneDefaults(
     height=32 * UPSCALE,
     width=32 * UPSCALE,
@@ -42,6 +44,8 @@ DEFAULTS = BackboneDefaults(
     guidance_scale=1.0,
     fps=8.0,
     timestep_spacing="trailing",
+    start="clip",
+    start_guidance_scale=3.0,
 )
 
 

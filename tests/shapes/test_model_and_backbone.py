@@ -67,16 +67,17 @@ def test_training_runs_at_tiny_scale_and_is_reproducible(tmp_path: Path) -> None
     assert loaded.predict(torch.zeros(1, 3, 8, 32, 32), torch.zeros(1, 8), [loaded.encode_prompt("")]).shape == (1, 3, 8, 32, 32)
 
 
-def test_short_prompt_agreement_on_what_the_shipped_model_has_learned(backbone: ShapesBackbone) -> None:
-    """A small version of benchmarks/prompt_agreement.py. The shipped model draws the named colour,
-    shape and background; following the motion is not reached yet (docs/default-model.md), so
-    that aspect is reported, not asserted."""
+def test_short_prompt_agreement_of_the_shipped_model(backbone: ShapesBackbone) -> None:
+    """A small version of benchmarks/prompt_agreement.py: the first five evaluation prompts (every
+    motion once) over 40 frames each. The third prompt's first clip (its seed) comes out without a
+    shape, so at most 80% can agree; the figure asserted leaves room for a frame or two of
+    another machine's rounding, not for a second failed video."""
     from fifo_shapes.agreement import measure_agreement
 
-    agreement = measure_agreement(backbone, prompts=3, frames=48)
+    agreement = measure_agreement(backbone, prompts=5, frames=40)
     print(agreement.describe())
-    assert agreement.fraction("colour") >= 0.85, agreement.describe()
-    assert agreement.fraction("shape") >= 0.6, agreement.describe()
+    assert agreement.fraction() >= 0.75, agreement.describe()
+    assert agreement.fraction("motion") >= 0.75, agreement.describe()
     assert agreement.fraction("background") >= 0.95, agreement.describe()
 
 
