@@ -25,7 +25,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DEFAULT_BACKBONE = "gaussian-ar1"
+# The project's own small model: its weights ship with the package, so a fresh machine makes a
+# real video without a download (docs/default-model.md).
+DEFAULT_BACKBONE = "fifo-shapes"
 
 
 class TimedPrompt(BaseModel):
