@@ -32,7 +32,7 @@ UPSCALE = 4
 # ordinary clip, sampled with guidance 3 (once, so it costs no speed): every later frame is that
 # clip's last frame moved by the tracker's steps (model.py), so the first clip decides the
 # colour and shape of the whole video, and unguided about one first clip in four had them wrong
-# (docs/default-model.md).
+# (with an earlier tracker; docs/default-model.md).
 DEFAULTS = BackboneDefaults(
     height=32 * UPSCALE,
     width=32 * UPSCALE,

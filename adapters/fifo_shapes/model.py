@@ -340,8 +340,9 @@ class MotionTracker(nn.Module):
         votes = costs.mean(dim=(2, 3)).reshape(-1, self.CONTEXT - 1, len(STEPS))
         votes = (votes - votes.mean(dim=-1, keepdim=True)) / (votes.std(dim=-1, keepdim=True) + 1e-4)
         features = self.features(torch.cat([stacks, costs, coordinates], dim=1)) + self.votes(votes.flatten(1))
-        # Frame k's place: a bounce turns at the walls, and the convolutions alone did not learn
-        # where the shape stood (bouncing shapes went straight through the walls).
+        # Frame k's place: a bounce turns at the walls. With the convolutions alone bouncing shapes
+        # went straight through them; the place did it, once training drew bouncing clips more
+        # often (--bouncing-weight; docs/default-model.md).
         place = self.place(self.place_features(x[:, :, : frames - 1]))  # 'b (f-1) e'
         return self.head(features.reshape(batch, frames - 1, -1) + place + self.prompt(prompt)[:, None])
 
