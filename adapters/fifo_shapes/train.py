@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fifo_shapes.backbone import CONFIG_FILE, WEIGHTS_FILE, ShapesBackbone
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod, offsets_from_steps, step_index
@@ -99,6 +99,15 @@ class TrainConfig(BaseModel):
     checkpoint_every: int | None = Field(default=None, ge=1, description="also save the weights every this many steps")
     time_limit_minutes: float | None = Field(default=None, gt=0, description="stop early (and say so) after this long")
     model: ShapesModelConfig = ShapesModelConfig()
+
+    @model_validator(mode="after")
+    def _tracker_noise_needs_tracker_only(self) -> TrainConfig:
+        if self.tracker_noise != 1.0 and not self.tracker_only:
+            raise ValueError(
+                f"tracker_noise {self.tracker_noise} scales the noise of tracker-only training, and this run trains the whole model; "
+                "add --tracker-only (with --tracking) or drop --tracker-noise"
+            )
+        return self
 
 
 def caption_tokens(model: ShapesModel) -> tuple[dict[str, int], torch.Tensor]:

@@ -168,3 +168,9 @@ def test_bouncing_clips_can_be_drawn_more_often_for_the_tracker() -> None:
     weighted = random_clips(4000, 2, torch.Generator().manual_seed(0), bouncing_weight=4.0)
     assert abs(float((plain.motion == bouncing).float().mean()) - 1 / 5) < 0.03
     assert abs(float((weighted.motion == bouncing).float().mean()) - 4 / 8) < 0.03
+
+
+def test_tracker_noise_without_tracker_only_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="add --tracker-only"):
+        TrainConfig(tracker_noise=0.3)
+    assert TrainConfig(tracker_noise=0.3, tracker_only=True, model=TINY).tracker_noise == 0.3
