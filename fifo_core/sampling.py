@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fifo_core.backbone import Backbone
-from fifo_core.backbone import QueueStart
+from fifo_core.backbone import Backbone, QueueStart
 from fifo_core.config import PromptTimeline
 from fifo_core.decoding import BackgroundDecoder
 from fifo_core.distributed import WindowGroup

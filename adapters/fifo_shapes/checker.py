@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, PALETTE, RADIUS, SHAPES, SIZE, Caption, shape_masks
+from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, PALETTE, RADIUS, SHAPES, SIZE, Caption, shape_masks, torus_offset
 
 FOREGROUND_DISTANCE = 60.0  # RGB distance (0..255 units) that separates shape pixels from background
 MIN_IOU = 0.6  # a template must cover the shape pixels at least this well
@@ -106,7 +106,7 @@ class FrameVerdict:
 
 
 def _torus_step(a: int, b: int) -> int:
-    return (b - a + SIZE // 2) % SIZE - SIZE // 2
+    return torus_offset(b - a)
 
 
 def _motion_matches(motion: str, centres: Sequence[tuple[int, int] | None], frame: int) -> bool:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from fifo_shapes.world import PALETTE, palette_tensor, vocabulary
+from fifo_shapes.world import PALETTE, palette_tensor, torus_offset, vocabulary
 
 _INSTALL = "pip install open-clip-torch (the default model tokenizes prompts with OpenCLIP's tokenizer)"
 
@@ -362,7 +362,7 @@ class MotionTracker(nn.Module):
             angle = cells * (2 * math.pi / size)
             marginal = weight.sum(dim=5 - axis)  # 'b f size'
             centre = torch.atan2((marginal * angle.sin()).sum(-1), (marginal * angle.cos()).sum(-1)) * (size / (2 * math.pi))
-            distance = (cells - centre[..., None] + size / 2) % size - size / 2  # round the torus
+            distance = torus_offset(cells - centre[..., None], size)
             bumps.append(torch.exp(-(distance**2) / (2 * self.BUMP_WIDTH**2)))
         return torch.cat(bumps, dim=-1)
 

@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fifo_shapes.backbone import CONFIG_FILE, WEIGHTS_FILE, ShapesBackbone
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod, offsets_from_steps, step_index
-from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZE, ClipBatch, all_captions, random_clips, render
+from fifo_shapes.world import BACKGROUNDS, COLOURS, MOTIONS, SHAPES, ClipBatch, all_captions, random_clips, render, torus_offset
 
 
 class TrainConfig(BaseModel):
@@ -161,8 +161,7 @@ class AttributeReader(nn.Module):
 
 def true_steps(clips: ClipBatch) -> torch.Tensor:
     """The world's frame-to-frame steps ``'b (f-1) 2'`` (shortest way round the torus)."""
-    half = SIZE // 2
-    return (clips.positions[:, 1:] - clips.positions[:, :-1] + half) % SIZE - half
+    return torus_offset(clips.positions[:, 1:] - clips.positions[:, :-1])
 
 
 def noise_levels(batch: int, frames: int, config: TrainConfig, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -194,11 +193,11 @@ def _start_from(model: ShapesModel, folder: str, fresh_tracker: bool = False) ->
 
     state = load_file(str(Path(folder) / WEIGHTS_FILE))
     own = model.state_dict()
-    if fresh_tracker:
-        state = {key: value for key, value in state.items() if not key.startswith("denoiser.tracker.")}
-    elif any(key.startswith("denoiser.tracker.") and key in own and own[key].shape != value.shape for key, value in state.items()):
-        # A tracker of an earlier layout: the denoiser and text tower are kept, the tracker starts afresh.
+    other_layout = any(key.startswith("denoiser.tracker.") and key in own and own[key].shape != value.shape for key, value in state.items())
+    if other_layout and not fresh_tracker:
         print(f"the motion tracker in {folder} has another layout; training a new one", flush=True)
+    if fresh_tracker or other_layout:
+        # The denoiser and text tower are kept; the model's own (new) tracker stays.
         state = {key: value for key, value in state.items() if not key.startswith("denoiser.tracker.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     added = (".motion.", "text.words.", "denoiser.tracker.")

@@ -198,13 +198,18 @@ def clips_for(caption: Caption, batch: int, frames: int, generator: torch.Genera
     )
 
 
+def torus_offset(difference, size: int = SIZE):
+    """A difference of coordinates taken the short way round a torus of ``size`` pixels, in
+    ``[-size/2, size/2)``; for ints, floats and tensors alike."""
+    return (difference + size // 2) % size - size // 2
+
+
 def shape_masks(shape: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Boolean masks ``'b f h w'`` of shapes ``'b'`` centred at ``positions`` ``'b f 2'``, on the torus."""
     device = positions.device
     grid = torch.arange(SIZE, device=device)
-    half = SIZE // 2
-    dx = (grid[None, None, None, :] - positions[..., 0, None, None] + half) % SIZE - half
-    dy = (grid[None, None, :, None] - positions[..., 1, None, None] + half) % SIZE - half
+    dx = torus_offset(grid[None, None, None, :] - positions[..., 0, None, None])
+    dy = torus_offset(grid[None, None, :, None] - positions[..., 1, None, None])
     circle = dx * dx + dy * dy <= RADIUS * RADIUS
     square = (dx.abs() <= RADIUS - 1) & (dy.abs() <= RADIUS - 1)
     # Pointing up: one pixel at the apex, widening by one pixel each side every other row.
