@@ -16,12 +16,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fifo_core.errors import ConfigError
+from fifo_core.testing import assert_matches_recorded
 from fifo_opensora.causal_vae import CausalVAE, parameter_count, released_config, tiny_config
 from fifo_opensora.causal_vae_blocks import LAYERS
 
 DATA = Path(__file__).parent / "data"
 FOLDER = DATA / "causal_vae_tiny"
-ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +69,14 @@ def test_an_unknown_layer_class_is_refused_with_the_known_ones() -> None:
 def test_encode_equals_the_reference_posterior_mean(vae: CausalVAE, expected: dict, case: str) -> None:
     with torch.no_grad():
         latent = vae.encode(expected[f"video.{case}"])
-    torch.testing.assert_close(latent, expected[f"encode.{case}"], atol=ATOL, rtol=1e-5)
+    assert_matches_recorded(latent, expected[f"encode.{case}"])
 
 
 @pytest.mark.parametrize("case", ["t3", "t1"])
 def test_decode_equals_the_reference(vae: CausalVAE, expected: dict, case: str) -> None:
     with torch.no_grad():
         video = vae.decode(expected[f"latent.{case}"])
-    torch.testing.assert_close(video, expected[f"decode.{case}"], atol=ATOL, rtol=1e-5)
+    assert_matches_recorded(video, expected[f"decode.{case}"])
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_layers_outside_the_released_config_equal_the_reference(expected: dict, 
     layer.load_state_dict({k[len(prefix):]: v.float() for k, v in expected.items() if k.startswith(prefix)}, strict=True)
     with torch.no_grad():
         output = layer(expected[f"layer.{name}.input"])
-    torch.testing.assert_close(output, expected[f"layer.{name}.output"], atol=ATOL, rtol=1e-5)
+    assert_matches_recorded(output, expected[f"layer.{name}.output"])
 
 
 @pytest.mark.parametrize("latent_frames", [1, 2, 4])

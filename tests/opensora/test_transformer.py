@@ -16,6 +16,7 @@ pytest.importorskip("diffusers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from fifo_core.errors import ConfigError  # noqa: E402
+from fifo_core.testing import assert_matches_recorded  # noqa: E402
 from fifo_opensora.transformer import (  # noqa: E402
     DROPPED_FIELDS,
     FIXED_FIELDS,
@@ -171,7 +172,7 @@ def test_output_equals_the_reference_latte_t2v(models, expected, case: str) -> N
     assert torch.equal(model.temp_pos_embed, expected[f"{case}.temp_pos_embed"])
     output = _call(model, expected, case)
     assert output.shape[1] == 2 * expected[f"{case}.latents"].shape[1]  # epsilon and the learned variance
-    torch.testing.assert_close(output, expected[f"{case}.output"], rtol=0, atol=1e-5)
+    assert_matches_recorded(output, expected[f"{case}.output"])
 
 
 def test_the_long_case_depends_on_the_interpolation_scale(models, expected) -> None:

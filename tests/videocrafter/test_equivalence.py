@@ -3,7 +3,7 @@
 ``data/reference_tiny.safetensors`` holds what the reference modules computed (see
 ``make_reference_data.py``) for tiny configurations whose weights and inputs are regenerated here
 from seeds (``seeded.py``); the reference's key layout was checked to be exactly ours when the data
-was made. Tolerance: relative error (``max |ours - theirs| / max |theirs|``) below 1e-5 in float32.
+was made. Tolerance: relative error of the whole tensor (``fifo_core.testing.relative_error``) below 1e-5 in float32.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from fifo_core.steps import FrameLevels, ddim_step
+from fifo_core.testing import RECORDED_OUTPUT_TOLERANCE, relative_error
 from fifo_videocrafter.checkpoint import UNET_PREFIX, load_modules
 from fifo_videocrafter.config import TINY_VIDEOCRAFTER1, TINY_VIDEOCRAFTER2, VIDEOCRAFTER2
 from fifo_videocrafter.schedule import checkpoint_buffers, noise_schedule
@@ -23,11 +24,7 @@ from fifo_videocrafter.unet import UNet3D
 from .seeded import seeded_state_dict, tiny_checkpoint_state, uniform
 
 DATA = Path(__file__).parent / "data" / "reference_tiny.safetensors"
-TOLERANCE = 1e-5
-
-
-def relative_error(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return float((ours.double() - theirs.double()).abs().max() / theirs.double().abs().max())
+TOLERANCE = RECORDED_OUTPUT_TOLERANCE
 
 
 @pytest.fixture(scope="module")
