@@ -33,6 +33,8 @@ CANDIDATES: dict[str, list[str]] = {
     "diagonal": ["--learning-rate", "2e-3", "--diagonal-fraction", "0.8", "--high-noise-bias", "1"],
     # wider (1.5 M parameters): an upper bound, slower on the CPU
     "wide": ["--learning-rate", "2e-3", "--widths", "48", "96"],
+    # the second GPU stage: continues the best of the first GPU run ("stage3", 714 steps)
+    "gpu2": ["--learning-rate", "1e-3", "--init", "adapters/fifo_shapes/weights/gpu1"],
 }
 _LOG_LINE = re.compile(r"step (\d+)/\d+\s+loss [\d.]+\s+([\d.]+) s")
 
@@ -90,23 +92,28 @@ def main() -> None:
     parser.add_argument("--calibration-steps", type=int, default=60)
     parser.add_argument("--eval-prompts", type=int, default=20)
     parser.add_argument("--eval-frames", type=int, default=200)
+    parser.add_argument("--copies", type=int, default=1, help="train each candidate this many times (NAME, NAME-2, ...): do reruns of one command agree?")
     args = parser.parse_args()
+    runs = {name if copy == 1 else f"{name}-{copy}": name for name in args.candidates for copy in range(1, args.copies + 1)}
 
     quarter = max(args.calibration_steps // 3, 1)
     calibration = run_all(
-        {name: train_command(name, args.calibration_steps, args.batch, args.device, args.out / "calibration" / name, log_every=quarter) for name in args.candidates},
+        {run: train_command(name, args.calibration_steps, args.batch, args.device, args.out / "calibration" / run, log_every=quarter) for run, name in runs.items()},
         args.out / "calibration",
     )
-    steps = {}
-    for name, output in calibration.items():
-        per_step = seconds_per_step(output)
-        if per_step is None:
-            print(f"{name}: no timing in its calibration log; left out", flush=True)
+    # Copies of one candidate get the same step count (the slowest copy's), so they run one command.
+    per_step: dict[str, float] = {}
+    for run, output in calibration.items():
+        seconds = seconds_per_step(output)
+        if seconds is None:
+            print(f"{run}: no timing in its calibration log; left out", flush=True)
             continue
-        steps[name] = max(int(args.budget_seconds / per_step), 1)
-        print(f"{name}: {per_step * 1000:.1f} ms per step with {len(args.candidates)} at once -> {steps[name]} steps", flush=True)
+        per_step[runs[run]] = max(per_step.get(runs[run], 0.0), seconds)
+    steps = {name: max(int(args.budget_seconds / seconds), 1) for name, seconds in per_step.items()}
+    for name, count in steps.items():
+        print(f"{name}: {per_step[name] * 1000:.1f} ms per step with {len(runs)} at once -> {count} steps", flush=True)
 
-    commands = {name: train_command(name, count, args.batch, args.device, args.out / name) for name, count in steps.items()}
+    commands = {run: train_command(name, steps[name], args.batch, args.device, args.out / run) for run, name in runs.items() if name in steps}
     for name, command in commands.items():
         print(f"{name}: {' '.join(command[1:])}", flush=True)
     began = time.perf_counter()
@@ -119,7 +126,7 @@ def main() -> None:
         if not (folder / "shapes.safetensors").is_file():
             rows.append(f"{name:10} no weights written")
             continue
-        rows.append(f"{name:10} {steps[name]:6d} steps  {check_candidate(folder, args.device, args.eval_prompts, args.eval_frames)}")
+        rows.append(f"{name:10} {steps[runs[name]]:6d} steps  {check_candidate(folder, args.device, args.eval_prompts, args.eval_frames)}")
         print(rows[-1], flush=True)
     summary = "\n".join([f"agreement, {args.eval_prompts} prompts x {args.eval_frames} frames, fifo-shapes defaults, device {args.device}", *rows])
     (args.out / "summary.txt").write_text(summary + "\n")
