@@ -28,11 +28,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="latent partitions n")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", help="fifo-shapes weights folder to check (the shipped weights when unset)")
+    parser.add_argument("--device", default="cpu", help="torch device of the backbone")
     parser.add_argument("--target", type=float, default=0.9)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = {key: value for key, value in (("guidance_scale", args.guidance), ("partitions", args.n)) if value is not None}
-    backbone = load_backbone(args.backbone, {"weights": args.weights} if args.weights else None)
+    backbone = load_backbone(args.backbone, {"device": args.device} | ({"weights": args.weights} if args.weights else {}))
 
     def report(caption, agreement) -> None:
         print(f"{caption.text!r}: {agreement.describe()}", flush=True)
