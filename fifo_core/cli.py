@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,13 @@ class _Progress:
 @click.version_option(package_name="fifo-diffusion")
 def main() -> None:
     """Videos of unbounded length from text-to-video diffusion models (FIFO-Diffusion)."""
+    # A backbone's warning (a prompt word it does not know, say) is for the user, not a
+    # programmer: one line, without the source line Python would show.
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    return f"warning: {message}\n"
 
 
 def _run_options(command):

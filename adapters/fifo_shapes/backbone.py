@@ -1,13 +1,21 @@
-"""The ``fifo-shapes`` backbone: the project's own small text-to-video model (docs/default-model.md).
+"""The ``fifo-shapes`` backbones: the project's own small text-to-video models (docs/default-model.md).
 
-It runs in pixel space: a latent frame is the world's ``'3 32 32'`` image in ``[-1, 1]``, and the
+* ``fifo-shapes``, the default: an ordinary video diffusion model (no tracker); every frame of its
+  videos comes from its noise predictions inside FIFO's windows.
+* ``fifo-shapes-tracker``: the earlier default, kept for comparison. After its first clip it does
+  not denoise new content: each window's cleanest clean estimate, snapped to the palette, is moved
+  by a learned motion tracker (model.py), so its videos show a copy of the first clip moving.
+
+Both run in pixel space: a latent frame is the world's ``'3 32 32'`` image in ``[-1, 1]``, and the
 decoder scales it up by whole pixels (``upscale``, 4 by default, so 128x128 video). The weights
-ship with the package (``weights/``), so nothing is downloaded.
+ship with the package (``weights/`` and ``weights/tracker/``), so nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,19 +28,20 @@ from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
 
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
+from fifo_shapes.world import vocabulary
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+TRACKER_WEIGHTS_DIR = WEIGHTS_DIR / "tracker"
 WEIGHTS_FILE = "shapes.safetensors"
 CONFIG_FILE = "config.json"
 UPSCALE = 4
 
 # Speed decides n and guidance: every output frame costs 2 * n windows of f frames with lookahead
 # (twice that with guidance), and the model must stream at least 8 frames/s on two CPU cores
-# (benchmarks/realtime.py). n = 2 with f = 8 gives S = 16 levels. The queue starts from one
-# ordinary clip, sampled with guidance 3 (once, so it costs no speed): every later frame is that
-# clip's last frame moved by the tracker's steps (model.py), so the first clip decides the
-# colour and shape of the whole video, and unguided about one first clip in four had them wrong
-# (with an earlier tracker; docs/default-model.md).
+# (benchmarks/realtime.py). n = 2 with f = 8 gives S = 16 levels; n = 2 with lookahead also
+# agreed best with the prompts of the variants measured (docs/default-model.md). The queue starts
+# from one ordinary clip, sampled with guidance 3 (once, so it costs no speed): it sets the
+# colour and shape the queue continues.
 DEFAULTS = BackboneDefaults(
     height=32 * UPSCALE,
     width=32 * UPSCALE,
@@ -77,6 +86,18 @@ def load_model(folder: str | Path | None = None, device: torch.device | str = "c
     return model.to(device).eval().requires_grad_(False), metadata
 
 
+_KNOWN_WORDS = frozenset(vocabulary())
+
+
+def unknown_words(prompt: str) -> list[str]:
+    """The words of ``prompt`` outside the shapes grammar's vocabulary, in order, each once."""
+    unknown: list[str] = []
+    for word in re.findall(r"[a-z]+", prompt.lower()):
+        if word not in _KNOWN_WORDS and word not in unknown:
+            unknown.append(word)
+    return unknown
+
+
 def noise_schedule(config: ShapesModelConfig) -> DiscreteSchedule:
     return DiscreteSchedule(cosine_alphas_cumprod(config.num_train_timesteps), prediction_type="v_prediction")
 
@@ -101,15 +122,17 @@ def shared_offsets(latents: torch.Tensor, timesteps: torch.Tensor, offsets: torc
 
 class ShapesBackbone:
     """Backbone protocol over :class:`~fifo_shapes.model.ShapesModel`; conditioning is a prompt
-    embedding ``'e'``."""
+    embedding ``'e'``. ``weights`` unset loads :attr:`shipped_weights`."""
 
     defaults = DEFAULTS
+    name = "fifo-shapes"
+    shipped_weights = WEIGHTS_DIR
 
     def __init__(self, weights: str | None = None, device: str = "cpu", upscale: int = UPSCALE, threads: int | None = None, *, model: ShapesModel | None = None) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval() if model is not None else load_model(weights, self.device)[0]
+        self.model = model.to(self.device).eval() if model is not None else load_model(weights or self.shipped_weights, self.device)[0]
         self.schedule = noise_schedule(self.model.config)
         self.upscale = upscale
 
@@ -125,6 +148,15 @@ class ShapesBackbone:
 
     @torch.inference_mode()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
+        unknown = unknown_words(prompt)
+        if unknown:
+            # Every unknown word shares one embedding row, so the model cannot follow it.
+            warnings.warn(
+                f"{self.name} does not know the words {', '.join(repr(word) for word in unknown)} in {prompt!r}; it was trained on "
+                "'a COLOUR SHAPE MOTION [on a BACKGROUND background]' (docs/default-model.md lists the words)",
+                UserWarning,
+                stacklevel=2,
+            )
         return self.model.text.encode([prompt])[0]
 
     @torch.inference_mode()
@@ -145,3 +177,12 @@ class ShapesBackbone:
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(self.decode)
+
+
+class ShapesTrackerBackbone(ShapesBackbone):
+    """``fifo-shapes-tracker``: the earlier default model with its motion tracker
+    (``weights/tracker/``); after the first clip its frames are copies moved by the tracker, not
+    new denoising (docs/default-model.md)."""
+
+    name = "fifo-shapes-tracker"
+    shipped_weights = TRACKER_WEIGHTS_DIR

@@ -1,7 +1,8 @@
-"""Registers the default model, ``fifo-shapes``, through the ``fifo_diffusion`` entry point."""
+"""Registers the project's own models through the ``fifo_diffusion`` entry point: ``fifo-shapes``,
+the default, and ``fifo-shapes-tracker``, the earlier default kept for comparison."""
 
 from fifo_core.plugins import hookimpl
-from fifo_shapes.backbone import DEFAULTS, ShapesBackbone, ShapesOptions
+from fifo_shapes.backbone import DEFAULTS, ShapesBackbone, ShapesOptions, ShapesTrackerBackbone
 
 
 @hookimpl
@@ -12,8 +13,18 @@ def register_backbones(register):
         defaults=DEFAULTS,
         options=ShapesOptions,
         description=(
-            "The project's own small model, shipped with the package: coloured shapes moving, bouncing over plain "
-            "backgrounds (prompts like 'a red circle moving left on a blue background'; docs/default-model.md)."
+            "The project's own small video diffusion model, shipped with the package: coloured shapes moving, bouncing "
+            "over plain backgrounds (prompts like 'a red circle moving left on a blue background'; docs/default-model.md)."
         ),
         aliases=("shapes",),
+    )
+    register(
+        "fifo-shapes-tracker",
+        ShapesTrackerBackbone,
+        defaults=DEFAULTS,
+        options=ShapesOptions,
+        description=(
+            "The earlier default, kept for comparison: after its first clip each frame is the previous one moved by a "
+            "learned motion tracker, not new denoising (docs/default-model.md)."
+        ),
     )
