@@ -1,6 +1,6 @@
 """Train the default model (fifo-shapes); the same as ``python -m fifo_shapes.train``.
 
-    python scripts/train_shapes.py --help    # the five stages that made the shipped weights are in
+    python scripts/train_shapes.py --help    # the stages that made the shipped weights are in
                                              # fifo_shapes/train.py and docs/default-model.md
 """
 

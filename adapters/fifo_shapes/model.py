@@ -14,7 +14,7 @@ embedding, computed from its own timestep, and the prompt embedding is added to 
 modulated by that sum (scale and shift per channel), so the model takes a noise level per frame,
 which FIFO needs.
 
-Motion tracker (``tracking``, in the shipped weights; docs/default-model.md): a small CNN foresees,
+Motion tracker (``tracking``, in ``fifo-shapes-tracker``, not the default; docs/default-model.md): a small CNN foresees,
 for every pair of neighbouring frames, which of the nine whole-pixel steps the shape takes next
 (from the prompt embedding and the frames before the step). The denoiser then works in the
 shape's frame of reference: every frame is rolled back by its offset from the window's first

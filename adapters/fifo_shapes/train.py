@@ -1,6 +1,6 @@
 """Train the default model on the shapes world and write its weights (safetensors) and config.
 
-The shipped weights come from five stages (docs/default-model.md); the defaults are stage 2's settings:
+The shipped weights come from six stages (docs/default-model.md); the defaults are stage 2's settings:
 
     # stage 1, the base model: shapes, colours and backgrounds, one noise level per clip (one GPU, ~6 min)
     python -m fifo_shapes.train --out adapters/fifo_shapes/weights/base --steps 4600 --batch 128 \
@@ -10,15 +10,27 @@ The shipped weights come from five stages (docs/default-model.md); the defaults 
     # stage 3, every word visible: the attribute loss separates the prompt embeddings (2 CPU cores, ~37 min)
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage2 --motion --attribute-loss 0.05 \
         --steps 1800 --learning-rate 1e-3 --warmup 50 --out adapters/fifo_shapes/weights/stage3
-    # stage 4, the shape's frame of reference: the denoiser learns on clips moved back by their
+    # stages 4 to 6 on one GPU (one H200: 301, 313 and 237 s), the last writes the shipped weights
+    python -m fifo_shapes.train --motion --no-tracking --attribute-loss 0.05 --warmup 200 --ema-decay 0.999 \
+        --learning-rate 1e-3 --init adapters/fifo_shapes/weights/stage3 --steps 714 --batch 512 --device cuda \
+        --out adapters/fifo_shapes/weights/gpu1
+    python -m fifo_shapes.train --motion --no-tracking --attribute-loss 0.05 --warmup 200 --ema-decay 0.999 \
+        --learning-rate 1e-3 --init adapters/fifo_shapes/weights/gpu1 --steps 1483 --batch 512 --device cuda \
+        --out adapters/fifo_shapes/weights/gpu2
+    python -m fifo_shapes.train --motion --no-tracking --attribute-loss 0.05 --warmup 200 --ema-decay 0.999 \
+        --learning-rate 7e-4 --init adapters/fifo_shapes/weights/gpu2 --steps 2238 --batch 512 --device cuda \
+        --out adapters/fifo_shapes/weights
+
+The tracker model (``fifo-shapes-tracker``, ``weights/tracker/``) branches off stage 3:
+
+    # T4, the shape's frame of reference: the denoiser learns on clips moved back by their
     # true offsets (750 steps of a 1,500-step schedule; 2 CPU cores, ~26 min)
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage3 --motion --tracking --attribute-loss 0.05 \
         --steps 1500 --stop-after 750 --learning-rate 1e-3 --warmup 30 --ema-decay 0.995 --out adapters/fifo_shapes/weights/stage4
-    # stage 5, the motion tracker alone, afresh, on nearly clean clips, bouncing drawn 4x as often
-    # (2 CPU cores, ~12 min): the shipped weights
+    # T5, the motion tracker alone, afresh, on nearly clean clips, bouncing drawn 4x as often (2 CPU cores, ~12 min)
     python -m fifo_shapes.train --init adapters/fifo_shapes/weights/stage4 --motion --tracking --tracker-only \
         --tracker-noise 0.3 --bouncing-weight 4 --steps 600 --batch 64 --learning-rate 1e-3 --warmup 20 \
-        --ema-decay 0.99 --high-noise-bias 1 --out adapters/fifo_shapes/weights
+        --ema-decay 0.99 --high-noise-bias 1 --out adapters/fifo_shapes/weights/tracker
 
     python -m fifo_shapes.train --steps 20 --batch 4 --out /tmp/tiny   # a smoke run
 

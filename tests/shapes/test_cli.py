@@ -48,6 +48,6 @@ def test_the_readmes_first_command_uses_fifo_shapes_and_follows_the_prompt(tmp_p
     agreement.add(check_frames(frames, Caption.parse("a red circle moving left")))
     assert agreement.frames == 48
     assert agreement.fraction("colour") >= 0.95 and agreement.fraction("motion") >= 0.95, agreement.describe()
-    # With seed 0 this circle is drawn a little square (89 pixels): it fits the circle and the
-    # square template equally well, and the checker's tie-break reads a square on 6 of 48 frames.
+    # With seed 0, 44 of 48 frames agreed when the weights shipped: on the others the circle is
+    # drawn square enough that the square template fits it as well (the checker's tie-break).
     assert agreement.fraction() >= 0.85, agreement.describe()
