@@ -51,3 +51,17 @@ def test_the_readmes_first_command_uses_fifo_shapes_and_follows_the_prompt(tmp_p
     # With seed 0, 44 of 48 frames agreed when the weights shipped: on the others the circle is
     # drawn square enough that the square template fits it as well (the checker's tie-break).
     assert agreement.fraction() >= 0.85, agreement.describe()
+
+
+def test_words_outside_the_grammar_are_named_in_one_warning_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fifo_core.cli", "generate", "a red dog running left", "--frames", "2", "--sink", str(tmp_path / "dog.mp4"), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "does not know" in line]
+    assert warnings == [
+        "warning: fifo-shapes does not know the words 'dog', 'running' in 'a red dog running left'; it was trained on "
+        "'a COLOUR SHAPE MOTION [on a BACKGROUND background]' (docs/default-model.md lists the words)"
+    ], result.stderr
+    assert "UserWarning" not in result.stderr
