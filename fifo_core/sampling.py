@@ -17,6 +17,7 @@ It is drawn on the CPU, so the same seed gives the same noise on any device.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fifo_core.backbone import Backbone, QueueStart
+from fifo_core.backbone import Backbone, QueueStart, Row
 from fifo_core.config import PromptTimeline
 from fifo_core.decoding import BackgroundDecoder
 from fifo_core.distributed import WindowGroup
@@ -127,6 +128,7 @@ class FifoSampler:
         self.max_batch = max_batch
         self.on_iteration = on_iteration
         self._conditioning: dict[str, Any] = {}
+        self._takes_rows = "rows" in inspect.signature(backbone.predict).parameters
         self._timesteps = self.grid.timesteps.to(torch.float32)
 
     # -- noise and conditioning ------------------------------------------------------------
@@ -151,7 +153,8 @@ class FifoSampler:
     # -- the model call --------------------------------------------------------------------
 
     def _guided_prediction(
-        self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str], guidance_scale: float | None = None
+        self, latents: torch.Tensor, timesteps: torch.Tensor, prompts: list[str], guidance_scale: float | None = None,
+        groups: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Backbone output for ``latents`` ``'b c f h w'``, ``timesteps`` ``'b f'``, with guidance
         (``guidance_scale``, the run's by default).
@@ -161,18 +164,21 @@ class FifoSampler:
         scale = self.guidance_scale if guidance_scale is None else guidance_scale
         guided = scale != 1.0
         conditioning = [self._encode(prompt) for prompt in prompts]
+        groups = range(len(prompts)) if groups is None else groups
+        rows = [Row(group, "conditional" if guided else "unguided", prompt) for group, prompt in zip(groups, conditioning)]
         if guided:
             negative = self._encode(self.negative_prompt)
+            rows += [Row(group, "unconditional", prompt) for group, prompt in zip(groups, conditioning)]
             conditioning = conditioning + [negative] * len(prompts)
             latents = torch.cat([latents, latents])
             timesteps = torch.cat([timesteps, timesteps])
-        rows = latents.shape[0]
-        chunk = rows if self.max_batch is None else self.max_batch
+        count = latents.shape[0]
+        chunk = count if self.max_batch is None else self.max_batch
         with torch.no_grad():  # sampling never needs gradients; without this, activations are kept
-            outputs = [
-                self.backbone.predict(latents[i : i + chunk], timesteps[i : i + chunk], conditioning[i : i + chunk]).float()
-                for i in range(0, rows, chunk)
-            ]
+            outputs = []
+            for i in range(0, count, chunk):
+                extra = {"rows": rows[i : i + chunk]} if self._takes_rows else {}
+                outputs.append(self.backbone.predict(latents[i : i + chunk], timesteps[i : i + chunk], conditioning[i : i + chunk], **extra).float())
         output = torch.cat(outputs)
         if not guided:
             return output
@@ -185,7 +191,7 @@ class FifoSampler:
             return self._guided_prediction(latents, timesteps, prompts)
         rows = self.group.my_rows(len(prompts))
         if rows:
-            mine = self._guided_prediction(latents[rows], timesteps[rows], [prompts[row] for row in rows])
+            mine = self._guided_prediction(latents[rows], timesteps[rows], [prompts[row] for row in rows], groups=rows)
         else:
             mine = latents[:0].float()
         return self.group.gather_rows(mine, len(prompts))
