@@ -29,16 +29,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import NoiseSchedule, TimestepSpacing
+from fifo_core.starts import QueueStart, RampStart, start_from
 from fifo_core.steps import SamplerName
-
-
-# How the queue starts: "ramp" puts every slot at pure noise and lets the ordinary loop warm up;
-# "clip" first samples one ordinary clip of f frames, as the reference implementation does.
-QueueStart = Literal["ramp", "clip"]
 
 
 # Which half of classifier-free guidance a row is: "conditional" (the window's prompt),
@@ -76,15 +72,16 @@ class BackboneDefaults(BaseModel):
     guidance_scale: float = Field(default=7.5, ge=0)
     fps: float = Field(default=8.0, gt=0)
     timestep_spacing: TimestepSpacing = "trailing"
-    start: QueueStart = "ramp"
-    start_guidance_scale: float | None = Field(
-        default=None, ge=0, description="guidance for the clip start's first clip; None: the run's guidance scale"
+    start: QueueStart = Field(
+        default=RampStart(), description="queue start: RampStart() or ClipStart(guidance_scale=...); 'ramp' and 'clip' name them"
     )
     frames_per_latent: int = Field(default=1, gt=0, description="video frames each latent frame decodes to")
     first_latent_frames: int = Field(
         default=1, gt=0,
         description="video frames the first latent of a clip decodes to (1 for causal video VAEs, which encode the first frame as an image)",
     )
+
+    _start_by_name = field_validator("start", mode="before")(start_from)
 
     def first_frame_of_latent(self, latent: int) -> int:
         """Index of the first video frame latent ``latent`` decodes to (0 for the first latent)."""

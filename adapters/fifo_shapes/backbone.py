@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fifo_core.backbone import BackboneDefaults, Row, StatelessDecoder, to_uint8_frame
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
+from fifo_core.starts import ClipStart
 
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
 
@@ -44,8 +45,7 @@ DEFAULTS = BackboneDefaults(
     guidance_scale=1.0,
     fps=8.0,
     timestep_spacing="trailing",
-    start="clip",
-    start_guidance_scale=3.0,
+    start=ClipStart(guidance_scale=3.0),
 )
 
 

@@ -27,6 +27,7 @@ import torch
 
 from fifo_core.backbone import Backbone, FrameDecoder
 from fifo_core.config import RunConfig
+from fifo_core.sampling import FifoSampler
 from fifo_core.testing.recorded import relative_error
 
 # Splitting a call into chunks changes nothing but the order in which a library sums; in float32
@@ -95,7 +96,5 @@ class BackboneConformance:
         height, width = self.video_size
         config = RunConfig(prompt="a red circle moving left", negative_prompt="a blue square", window=self.window,
                            height=height, width=width, max_batch=max_batch, seed=0, **self.max_batch_run)
-        from fifo_core.api import _sampler
-        run = config.resolve(backbone.defaults)
-        sampler = _sampler(config, run, config.timeline, backbone, None)
+        sampler = FifoSampler(backbone, config.resolve(backbone.defaults))
         return torch.stack([clean.latent.float().cpu() for clean in islice(sampler.latents(), self.max_batch_latents)])
