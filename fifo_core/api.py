@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 
-def load_backbone(name: str, options: dict[str, Any] | None = None, *, plugins: Plugins | None = None) -> Backbone:
-    """Create the backbone registered as ``name`` with its options."""
+def load_backbone(name: str | None, options: dict[str, Any] | None = None, *, plugins: Plugins | None = None) -> Backbone:
+    """Create the backbone registered as ``name`` (``None``: the default backbone) with its options."""
     return (plugins or default_plugins()).backbone(name).create(options)
 
 

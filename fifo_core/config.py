@@ -27,11 +27,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# The project's own small model: its weights ship with the package, so a fresh machine makes a
-# real video without a download (docs/default-model.md).
-DEFAULT_BACKBONE = "fifo-shapes"
-
-
 class TimedPrompt(BaseModel):
     """A prompt in force from output frame ``start`` on."""
 
@@ -84,7 +79,10 @@ class RunConfig(BaseModel):
 
     prompt: str | PromptTimeline = Field(description="text prompt, or a timeline of prompts")
     negative_prompt: str = Field(default="", description="prompt for the unconditional half of guidance")
-    backbone: str = Field(default=DEFAULT_BACKBONE, min_length=1, description="registered backbone name")
+    backbone: str | None = Field(
+        default=None, min_length=1,
+        description="registered backbone name; default: $FIFO_DIFFUSION_BACKBONE, else the backbone a plugin declares the default",
+    )
     backbone_options: dict[str, Any] = Field(default_factory=dict, description="backbone-specific options")
     frames: int | None = Field(default=None, ge=1, description="video frames to generate; None runs until stopped")
     partitions: int | None = Field(default=None, ge=1, description="latent partitions n")

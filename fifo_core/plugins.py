@@ -6,6 +6,9 @@ and plugins of this distribution are found the same way. The environment variabl
 loads none, and a comma-separated list of entry-point names loads only those (tests use it so an
 installed third-party plugin never changes what they see).
 
+A run that names no backbone uses the default one: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
+backbone a plugin registers with ``default=True`` (the core itself knows no backbone by name).
+
 Core code calls hooks only through :class:`Plugins`, never through ``pm.hook`` directly.
 """
 
@@ -29,6 +32,7 @@ from fifo_core.sink import Sink, SinkSpec
 
 ENTRY_POINT_GROUP = "fifo_diffusion"
 PLUGINS_ENV = "FIFO_DIFFUSION_PLUGINS"
+BACKBONE_ENV = "FIFO_DIFFUSION_BACKBONE"
 hookimpl = pluggy.HookimplMarker("fifo_diffusion")
 
 
@@ -62,6 +66,7 @@ class Plugins:
         self.manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
         self._backbones: dict[str, BackboneSpec] | None = None
+        self._declared_defaults: list[BackboneSpec] = []
         self._sinks: list[SinkSpec] | None = None
         if load_entry_points:
             self._load_entry_points()
@@ -116,6 +121,7 @@ class Plugins:
         """Every registered backbone by name (aliases not included)."""
         if self._backbones is None:
             found: dict[str, BackboneSpec] = {}
+            declared_defaults: list[BackboneSpec] = []
 
             def collect(function: Callable[..., Any], plugin: str) -> None:
                 def register(
@@ -126,6 +132,7 @@ class Plugins:
                     options: type[BaseModel] | None = None,
                     description: str = "",
                     aliases: Iterable[str] = (),
+                    default: bool = False,
                 ) -> None:
                     if name in found:
                         raise PluginError(
@@ -133,15 +140,44 @@ class Plugins:
                             "uninstall one of them or rename the backbone"
                         )
                     found[name] = BackboneSpec(name, factory, defaults, options, description, tuple(aliases), plugin)
+                    if default:
+                        declared_defaults.append(found[name])
 
                 function(register=register)
 
             self._each_implementation("register_backbones", collect)
             self._backbones = dict(sorted(found.items()))
+            self._declared_defaults = declared_defaults
         return self._backbones
 
-    def backbone(self, name: str) -> BackboneSpec:
-        """The backbone registered as ``name`` or one of its aliases, or a :class:`ConfigError`."""
+    def default_backbone(self) -> str:
+        """The backbone a run that names none uses: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
+        one a plugin registered with ``default=True``."""
+        chosen = os.environ.get(BACKBONE_ENV, "").strip()
+        if chosen:
+            return chosen
+        self.backbones()
+        declared = self._declared_defaults
+        if len(declared) == 1:
+            return declared[0].name
+        if not declared:
+            listing = ", ".join(self.backbones()) or "none"
+            raise ConfigError(
+                f"no backbone was given and no installed plugin declares a default one (installed backbones: {listing}); "
+                f"pass --backbone NAME or set {BACKBONE_ENV}",
+                field="backbone",
+            )
+        claims = ", ".join(f"{spec.name!r} (plugin {spec.plugin!r})" for spec in declared)
+        raise ConfigError(
+            f"several backbones are declared the default: {claims}; pass --backbone NAME or set {BACKBONE_ENV} to choose",
+            field="backbone",
+        )
+
+    def backbone(self, name: str | None) -> BackboneSpec:
+        """The backbone registered as ``name`` or one of its aliases (``None``: the
+        :meth:`default_backbone`), or a :class:`ConfigError`."""
+        if name is None:
+            name = self.default_backbone()
         specs = self.backbones()
         if name in specs:
             return specs[name]

@@ -1,4 +1,5 @@
-"""Registers the default model, ``fifo-shapes``, through the ``fifo_diffusion`` entry point."""
+"""Registers the default model, ``fifo-shapes``, through the ``fifo_diffusion`` entry point; it
+declares itself the default backbone (``default=True``)."""
 
 from fifo_core.plugins import hookimpl
 from fifo_shapes.backbone import DEFAULTS, ShapesBackbone, ShapesOptions
@@ -16,4 +17,7 @@ def register_backbones(register):
             "backgrounds (prompts like 'a red circle moving left on a blue background'; docs/default-model.md)."
         ),
         aliases=("shapes",),
+        # The default backbone: its weights ship with the package, so a fresh machine makes a real
+        # video without a download (docs/default-model.md).
+        default=True,
     )
