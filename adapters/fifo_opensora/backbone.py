@@ -31,7 +31,7 @@ from fifo_core.backbone import BackboneDefaults, Row
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
-from fifo_diffusers._common import clean_prompt, place, require, resolve_device, resolve_dtype, tokenize_padded
+from fifo_diffusers.common import clean_prompt, place, require, resolve_device, resolve_dtype, tokenize_padded
 from fifo_diffusers.latte import PerFrameModulation, latte_noise_prediction
 from fifo_opensora.causal_vae import SCALING_FACTOR, CausalVAE
 from fifo_opensora.defaults import OpenSoraPlanOptions

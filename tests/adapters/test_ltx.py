@@ -14,7 +14,7 @@ from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.cli import main
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import FlowMatchingSchedule
-from fifo_diffusers._common import frames_from_video
+from fifo_diffusers.common import frames_from_video
 from fifo_diffusers.ltx import ltx_stream_decoder
 
 from fifo_core.testing import BackboneConformance

@@ -11,7 +11,7 @@ import torch
 
 from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.schedule import FlowMatchingSchedule
-from fifo_diffusers._common import frames_from_video
+from fifo_diffusers.common import frames_from_video
 
 from fifo_core.testing import BackboneConformance
 
