@@ -135,7 +135,7 @@ def generate(
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = FifoSampler(backbone, run, on_iteration=_stoppable(plugins.iteration_done, stop, group), group=group)
+    sampler = FifoSampler(backbone, run, on_iteration=_stoppable(plugins.on_iteration, stop, group), group=group)
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
@@ -143,7 +143,7 @@ def generate(
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
         began = time.perf_counter()
         try:
-            plugins.run_started(config=config, backbone=backbone)
+            plugins.on_run_start(config=config, backbone=backbone)
             if on_ready is not None:
                 on_ready()
             for frame in sampler.frames(config.frames):
@@ -152,7 +152,7 @@ def generate(
                 fanout.write(frame)
                 event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
                 summary.frames += 1
-                plugins.frame_written(event)
+                plugins.on_frame(event)
                 if on_frame is not None:
                     on_frame(event)
                 if stop is not None and group is None:  # a group stops between iterations only, together
@@ -165,5 +165,5 @@ def generate(
         finally:
             summary.sink_failures = fanout.close()
             summary.seconds = time.perf_counter() - began
-            plugins.run_ended(summary=summary)
+            plugins.on_run_end(summary=summary)
     return summary

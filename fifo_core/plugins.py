@@ -9,7 +9,10 @@ installed third-party plugin never changes what they see).
 A run that names no backbone uses the default one: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
 backbone a plugin registers with ``default=True`` (the core itself knows no backbone by name).
 
-Core code calls hooks only through :class:`Plugins`, never through ``pm.hook`` directly.
+Core code calls hooks only through :class:`Plugins`, never through ``pm.hook`` directly; its
+methods for the observer hooks carry the hooks' own names (``on_run_start``, ``on_iteration``,
+``on_frame``, ``on_run_end``). ``hookimpl`` lives beside the specs in :mod:`fifo_core.hookspecs`
+and is importable from here too.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from pydantic import BaseModel
 
 from fifo_core import hookspecs
 from fifo_core.backbone import Backbone, BackboneDefaults, BackboneSpec
+from fifo_core.config import PromptTimeline, RunConfig
 from fifo_core.errors import ConfigError, PluginError
+from fifo_core.events import FrameEvent, IterationEvent, RunSummary
+from fifo_core.hookspecs import hookimpl
 from fifo_core.sink import Sink, SinkSpec
 
 ENTRY_POINT_GROUP = "fifo_diffusion"
 PLUGINS_ENV = "FIFO_DIFFUSION_PLUGINS"
 BACKBONE_ENV = "FIFO_DIFFUSION_BACKBONE"
-hookimpl = pluggy.HookimplMarker("fifo_diffusion")
+__all__ = ["BACKBONE_ENV", "ENTRY_POINT_GROUP", "PLUGINS_ENV", "PluginFailure", "Plugins", "default_plugins", "hookimpl"]
 
 
 @dataclass(frozen=True)
@@ -225,19 +231,19 @@ class Plugins:
 
     # -- extension points and observers ----------------------------------------------------
 
-    def resolve_prompt(self, prompt: str) -> Any:
+    def resolve_prompt(self, prompt: str) -> PromptTimeline | None:
         return self.manager.hook.resolve_prompt(prompt=prompt)
 
-    def run_started(self, config: Any, backbone: Backbone) -> None:
+    def on_run_start(self, config: RunConfig, backbone: Backbone) -> None:
         self.manager.hook.on_run_start(config=config, backbone=backbone)
 
-    def iteration_done(self, event: Any) -> None:
+    def on_iteration(self, event: IterationEvent) -> None:
         self.manager.hook.on_iteration(event=event)
 
-    def frame_written(self, event: Any) -> None:
+    def on_frame(self, event: FrameEvent) -> None:
         self.manager.hook.on_frame(event=event)
 
-    def run_ended(self, summary: Any) -> None:
+    def on_run_end(self, summary: RunSummary) -> None:
         self.manager.hook.on_run_end(summary=summary)
 
     def report_failures(self, stream: Any = None) -> None:

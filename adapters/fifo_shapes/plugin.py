@@ -1,7 +1,7 @@
 """Registers the default model, ``fifo-shapes``, through the ``fifo_diffusion`` entry point; it
 declares itself the default backbone (``default=True``)."""
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_shapes.backbone import DEFAULTS, ShapesBackbone, ShapesOptions
 
 
