@@ -26,10 +26,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel
 
 from fifo_core import hookspecs
-from fifo_core.backbone import Backbone, BackboneDefaults, BackboneSpec
+from fifo_core.backbone import Backbone, BackboneSpec
 from fifo_core.config import PromptTimeline, RunConfig
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.events import FrameEvent, IterationEvent, RunSummary
@@ -130,22 +129,14 @@ class Plugins:
             declared_defaults: list[BackboneSpec] = []
 
             def collect(function: Callable[..., Any], plugin: str) -> None:
-                def register(
-                    name: str,
-                    factory: Callable[..., Backbone],
-                    *,
-                    defaults: BackboneDefaults,
-                    options: type[BaseModel] | None = None,
-                    description: str = "",
-                    aliases: Iterable[str] = (),
-                    default: bool = False,
-                ) -> None:
+                # hookspecs.RegisterBackbone: BackboneSpec's fields check the other keywords
+                def register(name: str, factory: Callable[..., Backbone], *, aliases: Iterable[str] = (), default: bool = False, **spec: Any) -> None:
                     if name in found:
                         raise PluginError(
                             f"backbone name {name!r} is registered by both {found[name].plugin!r} and {plugin!r}; "
                             "uninstall one of them or rename the backbone"
                         )
-                    found[name] = BackboneSpec(name, factory, defaults, options, description, tuple(aliases), plugin)
+                    found[name] = BackboneSpec(name, factory, aliases=tuple(aliases), plugin=plugin, **spec)
                     if default:
                         declared_defaults.append(found[name])
 
