@@ -11,14 +11,15 @@ with lookahead). One iteration:
    one level down (:mod:`fifo_core.steps`);
 3. once the head is clean it is dequeued and fresh noise enters at the tail (:mod:`fifo_core.queue`).
 
-Only the queue is held, so memory does not grow with the video. The queue starts as the run's
-start fills it (:mod:`fifo_core.starts`); every random draw comes from :mod:`fifo_core.noise`.
+Only the queue is held, so memory does not grow with the video. The run's start fills the queue
+first (:mod:`fifo_core.starts`); every random draw comes from :mod:`fifo_core.noise`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from itertools import islice
 import numpy as np
 import torch
 
@@ -41,13 +42,18 @@ class FifoSampler:
     (see :mod:`fifo_core.distributed`) each process evaluates a share of every iteration's windows.
     """
 
-    def __init__(self, backbone: Backbone, settings: RunSettings, *, on_iteration: Callable[[IterationEvent], None] | None = None, group: WindowGroup | None = None) -> None:
+    def __init__(
+        self, backbone: Backbone, settings: RunSettings, *,
+        on_iteration: Callable[[IterationEvent], None] | None = None, group: WindowGroup | None = None,
+    ) -> None:
         settings.check_schedule(backbone.schedule)
         self.backbone, self.settings, self.on_iteration = backbone, settings, on_iteration
         self.layout, self.schedule, self.eta = settings.layout, backbone.schedule, settings.eta
         self.grid = self.schedule.grid(self.layout.num_levels, settings.timestep_spacing)
         self.noise = NoiseStreams(settings.seed, backbone.latent_shape(settings.height, settings.width), backbone.device)
-        self.model = GuidedModel(backbone, guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt, max_batch=settings.max_batch, group=group)
+        self.model = GuidedModel(
+            backbone, guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt, max_batch=settings.max_batch, group=group
+        )
         self._timesteps = self.grid.timesteps.to(torch.float32)
 
     def prompt_for_latent(self, frame_id: int) -> str:
@@ -65,10 +71,11 @@ class FifoSampler:
         """One ordinary step of a clip ``'f c h w'`` at ``level`` (the clip start's)."""
         timesteps = self._timesteps[level].expand(1, clip.shape[0]).to(self.backbone.device)
         output = self.model(clip.permute(1, 0, 2, 3)[None], timesteps, [self.prompt_for_latent(0)], guidance_scale)
-        every = torch.arange(clip.shape[0])
-        return self._step(clip, output[0].permute(1, 0, 2, 3), torch.full(every.shape, level), "clip", level, every)
+        frames = torch.arange(clip.shape[0])
+        return self._step(clip, output[0].permute(1, 0, 2, 3), torch.full(frames.shape, level), "clip", level, frames)
 
     def start_queue(self) -> LatentQueue:
+        """The queue as the run's start fills it, before the first iteration."""
         return self.settings.start.fill(self.layout, self.grid, self.noise, self._clip_step)
 
     def _denoise(self, queue: LatentQueue, iteration: int) -> int:
@@ -112,11 +119,6 @@ class FifoSampler:
         """Decoded RGB frames ``'h w 3'`` uint8; ``limit`` video frames, or without end."""
         if limit is not None and limit < 1:
             raise ConfigError(f"the frame count must be at least 1, got {limit}", field="frames")
-        produced = 0
         with frame_stream(self.backbone, self.settings.overlap_decode) as decoder:
-            for clean in self.latents():
-                for frame in decoder.decode(clean.latent):
-                    yield frame
-                    produced += 1
-                    if limit is not None and produced >= limit:
-                        return
+            decoded = (frame for clean in self.latents() for frame in decoder.decode(clean.latent))
+            yield from islice(decoded, limit)  # stops at the limit without asking for another latent
