@@ -27,6 +27,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
 class TimedPrompt(BaseModel):
     """A prompt in force from output frame ``start`` on."""
 
