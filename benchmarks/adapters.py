@@ -23,7 +23,7 @@ import torch
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.backbone import Backbone
 from fifo_diffusers import random_models
-from fifo_diffusers._common import RandomPromptEncoder, random_fill_
+from fifo_diffusers.common import RandomPromptEncoder, random_fill_
 from fifo_diffusers.defaults import (
     ANIMATEDIFF_DEFAULTS,
     LATTE_DEFAULTS,
@@ -122,7 +122,7 @@ def build_opensora_plan(tiny: bool, device: torch.device, dtype: torch.dtype) ->
 
 
 def random_models_schedule(scheduler: Any, shift: float | None = None):
-    from fifo_diffusers._common import schedule_from_scheduler
+    from fifo_diffusers.common import schedule_from_scheduler
 
     return schedule_from_scheduler(scheduler, shift)
 

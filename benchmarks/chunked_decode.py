@@ -20,7 +20,7 @@ import torch
 
 from fifo_core.backbone import to_uint8_frame
 from fifo_core.decoding import ChunkedClipDecoder
-from fifo_diffusers._common import random_fill_
+from fifo_diffusers.common import random_fill_
 from fifo_opensora.causal_vae import SCALING_FACTOR, CausalVAE, tiny_config
 
 SETTINGS = [(1, 1), (2, 1), (4, 1), (4, 4), (8, 4), (16, 1)]  # (context, chunk)

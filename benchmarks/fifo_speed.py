@@ -45,14 +45,15 @@ def floor_seconds(sampler: Any, repeats: int = 10) -> float:
     """Median time of one model call with every window and both guidance halves batched."""
     backbone, layout = sampler.backbone, sampler.layout
     rows = len(layout.windows)
-    latents = torch.randn(rows, sampler.latent_shape[0], layout.window, *sampler.latent_shape[1:], device=backbone.device)
+    channels, height, width = sampler.noise.latent_shape
+    latents = torch.randn(rows, channels, layout.window, height, width, device=backbone.device)
     timesteps = sampler.grid.timesteps[1 : layout.window + 1].float().expand(rows, -1).to(backbone.device)
     prompts = ["a benchmark prompt"] * rows
     times = []
     for _ in range(repeats + 2):
         synchronize(backbone.device)
         began = time.perf_counter()
-        sampler._window_outputs(latents, timesteps, prompts)
+        sampler.model.windows(latents, timesteps, prompts)
         synchronize(backbone.device)
         times.append(time.perf_counter() - began)
     return statistics.median(times[2:])

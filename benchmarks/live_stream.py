@@ -23,7 +23,6 @@ from pathlib import Path
 import imageio_ffmpeg
 
 from fifo_core.api import RunConfig, generate
-from fifo_core.config import DEFAULT_BACKBONE
 from fifo_core.plugins import default_plugins
 
 
@@ -67,12 +66,13 @@ def rate(arrivals: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    parser.add_argument("--backbone", help="backbone name (default: the default backbone)")
     parser.add_argument("--prompt", default="a red circle moving left")
     parser.add_argument("--seconds", type=float, default=70.0)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of the stream's start not measured")
     args = parser.parse_args()
 
+    args.backbone = args.backbone or default_plugins().default_backbone()
     defaults = default_plugins().backbone(args.backbone).defaults
     fps = defaults.fps
     frames = round(args.seconds * fps)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fifo_core.config import RunConfig
 from fifo_core.partition import QueueLayout
 from fifo_core.queue import LatentQueue
 from fifo_core.sampling import FifoSampler
@@ -39,12 +40,8 @@ class ObservedSampler(FifoSampler):
 
     queue: LatentQueue | None = None
 
-    def _ramp_queue(self) -> LatentQueue:
-        self.queue = super()._ramp_queue()
-        return self.queue
-
-    def _clip_queue(self) -> LatentQueue:
-        self.queue = super()._clip_queue()
+    def start_queue(self) -> LatentQueue:
+        self.queue = super().start_queue()
         return self.queue
 
 
@@ -86,10 +83,11 @@ def measure(backbone: GaussianAR1Backbone, frames: int, layout: QueueLayout, sid
         seen["rss_max"] = max(seen["rss_max"], resident_bytes())
         seen["retained_max"] = max(seen["retained_max"], tracemalloc.get_traced_memory()[0])
 
-    sampler = ObservedSampler(
-        backbone, "memory", layout=layout, height=side, width=side, sampler=DEFAULTS.sampler, eta=DEFAULTS.eta,
-        seed=seed, start=start, on_iteration=observe,
+    config = RunConfig(
+        prompt="memory", window=layout.window, partitions=layout.partitions, lookahead=layout.lookahead,
+        height=side, width=side, guidance_scale=1.0, seed=seed, start=start,
     )
+    sampler = ObservedSampler(backbone, config.resolve(DEFAULTS), on_iteration=observe)
     # A full collection empties the interpreter's free lists; one landing mid-run (when depends on
     # everything allocated before, e.g. by pytest) shifts the traced peak by kilobytes. The loop
     # makes no reference cycles, so collect once before and keep the collector out of the run.

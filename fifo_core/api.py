@@ -16,17 +16,17 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fifo_core.backbone import Backbone, BackboneSpec
-from fifo_core.config import PromptTimeline, ResolvedRun, RunConfig
+from fifo_core.config import PromptTimeline, RunConfig
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError, SinkError
 from fifo_core.plugins import Plugins, default_plugins
-from fifo_core.sampling import FifoSampler, IterationEvent
+from fifo_core.events import FrameEvent, IterationEvent, RunSummary
+from fifo_core.sampling import FifoSampler
 from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
 from fifo_core.stopping import RunStopped, StopRequest
 
@@ -43,33 +43,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class FrameEvent:
-    """A video frame handed to the sinks; ``index`` counts from 0."""
-
-    index: int
-    frame: np.ndarray
-    seconds_since_start: float
-
-
-@dataclass
-class RunSummary:
-    """How a run ended."""
-
-    config: RunConfig
-    frames: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-    error: BaseException | None = None
-    sink_failures: list[SinkFailure] = field(default_factory=list)
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def load_backbone(name: str, options: dict[str, Any] | None = None, *, plugins: Plugins | None = None) -> Backbone:
-    """Create the backbone registered as ``name`` with its options."""
+def load_backbone(name: str | None, options: dict[str, Any] | None = None, *, plugins: Plugins | None = None) -> Backbone:
+    """Create the backbone registered as ``name`` (``None``: the default backbone) with its options."""
     return (plugins or default_plugins()).backbone(name).create(options)
 
 
@@ -92,38 +67,8 @@ def make_sampler(
     ``group`` to share the windows with other processes."""
     plugins = plugins or default_plugins()
     spec = plugins.backbone(config.backbone)
-    run = config.resolve(spec.defaults)
-    timeline = _timeline(config, plugins)
-    return _sampler(config, run, timeline, backbone or spec.create(config.backbone_options), on_iteration, group)
-
-
-def _sampler(
-    config: RunConfig,
-    run: ResolvedRun,
-    timeline: PromptTimeline,
-    backbone: Backbone,
-    on_iteration: Callable[[IterationEvent], None] | None,
-    group: WindowGroup | None = None,
-) -> FifoSampler:
-    return FifoSampler(
-        backbone,
-        timeline,
-        layout=run.layout,
-        height=run.height,
-        width=run.width,
-        negative_prompt=config.negative_prompt,
-        guidance_scale=run.guidance_scale,
-        sampler=run.sampler,
-        eta=run.eta,
-        timestep_spacing=run.timestep_spacing,
-        seed=config.seed,
-        start=run.start,
-        start_guidance_scale=run.start_guidance_scale,
-        max_batch=config.max_batch,
-        overlap_decode=config.overlap_decode,
-        on_iteration=on_iteration,
-        group=group,
-    )
+    settings = config.resolve(spec.defaults, _timeline(config, plugins))
+    return FifoSampler(backbone or spec.create(config.backbone_options), settings, on_iteration=on_iteration, group=group)
 
 
 def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: Backbone | None = None) -> Iterator[np.ndarray]:
@@ -184,14 +129,13 @@ def generate(
     """
     plugins = plugins or default_plugins()
     spec: BackboneSpec = plugins.backbone(config.backbone)
-    run = config.resolve(spec.defaults)
-    timeline = _timeline(config, plugins)
+    run = config.resolve(spec.defaults, _timeline(config, plugins))
     settings = SinkSettings(fps=run.fps)
     chosen = _check_sinks(config, plugins, settings)
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = _sampler(config, run, timeline, backbone, _stoppable(plugins.iteration_done, stop, group), group)
+    sampler = FifoSampler(backbone, run, on_iteration=_stoppable(plugins.on_iteration, stop, group), group=group)
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
@@ -199,7 +143,7 @@ def generate(
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
         began = time.perf_counter()
         try:
-            plugins.run_started(config=config, backbone=backbone)
+            plugins.on_run_start(config=config, backbone=backbone)
             if on_ready is not None:
                 on_ready()
             for frame in sampler.frames(config.frames):
@@ -208,7 +152,7 @@ def generate(
                 fanout.write(frame)
                 event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
                 summary.frames += 1
-                plugins.frame_written(event)
+                plugins.on_frame(event)
                 if on_frame is not None:
                     on_frame(event)
                 if stop is not None and group is None:  # a group stops between iterations only, together
@@ -221,5 +165,5 @@ def generate(
         finally:
             summary.sink_failures = fanout.close()
             summary.seconds = time.perf_counter() - began
-            plugins.run_ended(summary=summary)
+            plugins.on_run_end(summary=summary)
     return summary

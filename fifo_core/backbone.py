@@ -5,12 +5,20 @@ An adapter is only what differs per model:
 * ``schedule``: its training noise schedule and prediction type (:mod:`fifo_core.schedule`);
 * ``defaults``: its native window ``f`` and default hyperparameters;
 * ``encode_prompt``: text to a conditioning object of the adapter's own type (cached by the core);
-* ``predict``: the model output for latents ``'b c f h w'`` with a timestep per frame ``'b f'``;
+* ``predict``: the model output for latents ``'b c f h w'`` with a timestep per frame ``'b f'``,
+  each row on its own (the row contract, below);
 * ``frame_decoder``: a stream that turns clean latent frames ``'c h w'`` into RGB frames
   ``'h w 3'`` uint8; it may keep state between calls and may yield several video frames per latent
   (temporally compressing VAEs), or none until it has enough latents.
 
 Everything else (queue, grid, partitioning, lookahead, guidance, scheduler steps) is the core's.
+
+The row contract: a row of a ``predict`` call is one window, and its output depends on that row's
+inputs alone, never on the other rows of the call. The core relies on it: ``max_batch`` cuts a
+call into chunks of any size, and ranks share a step's rows out between them. What a row needs to
+know about the rows it belongs with (the two halves of classifier-free guidance) comes from the
+core, as a :class:`Row` per row, to a backbone whose ``predict`` takes a ``rows`` argument; it is
+never inferred by comparing rows.
 """
 
 from __future__ import annotations
@@ -21,16 +29,32 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import NoiseSchedule, TimestepSpacing
+from fifo_core.starts import QueueStart, RampStart, start_from
 from fifo_core.steps import SamplerName
 
 
-# How the queue starts: "ramp" puts every slot at pure noise and lets the ordinary loop warm up;
-# "clip" first samples one ordinary clip of f frames, as the reference implementation does.
-QueueStart = Literal["ramp", "clip"]
+# Which half of classifier-free guidance a row is: "conditional" (the window's prompt),
+# "unconditional" (the negative prompt) or "unguided" (guidance off: the prompt, and no partner).
+GuidanceHalf = Literal["unguided", "conditional", "unconditional"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the core tells a backbone about one row of a :meth:`Backbone.predict` call.
+
+    ``group`` numbers the rows that belong together: the conditional and unconditional halves
+    of one guided window share it (and share their latents and timesteps, whatever call each
+    lands in). ``prompt`` is the group's encoded prompt, the conditioning of its conditional
+    half, so either half can use it without seeing the other.
+    """
+
+    group: int
+    half: GuidanceHalf
+    prompt: Any
 
 
 class BackboneDefaults(BaseModel):
@@ -48,15 +72,16 @@ class BackboneDefaults(BaseModel):
     guidance_scale: float = Field(default=7.5, ge=0)
     fps: float = Field(default=8.0, gt=0)
     timestep_spacing: TimestepSpacing = "trailing"
-    start: QueueStart = "ramp"
-    start_guidance_scale: float | None = Field(
-        default=None, ge=0, description="guidance for the clip start's first clip; None: the run's guidance scale"
+    start: QueueStart = Field(
+        default=RampStart(), description="queue start: RampStart() or ClipStart(guidance_scale=...); 'ramp' and 'clip' name them"
     )
     frames_per_latent: int = Field(default=1, gt=0, description="video frames each latent frame decodes to")
     first_latent_frames: int = Field(
         default=1, gt=0,
         description="video frames the first latent of a clip decodes to (1 for causal video VAEs, which encode the first frame as an image)",
     )
+
+    _start_by_name = field_validator("start", mode="before")(start_from)
 
     def first_frame_of_latent(self, latent: int) -> int:
         """Index of the first video frame latent ``latent`` decodes to (0 for the first latent)."""
@@ -93,6 +118,12 @@ class Backbone(Protocol):
 
         ``conditioning`` holds one encoded prompt per batch row (rows may differ: guidance puts
         the negative prompt in half of them, prompt timelines give windows different prompts).
+
+        Rows are independent: a row's output must not depend on the other rows of the call, so
+        that cutting a call into chunks (``max_batch``) or sharing it out over ranks changes
+        nothing (``fifo_core.testing.BackboneConformance`` checks it). A backbone that needs to
+        know which rows belong together adds a keyword-only parameter ``rows``; the core then
+        passes one :class:`Row` per batch row. A backbone without it never receives it.
         """
 
     def frame_decoder(self) -> FrameDecoder:

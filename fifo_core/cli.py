@@ -248,12 +248,16 @@ def backbones_command(as_json: bool) -> None:
     plugins = default_plugins()
     plugins.report_failures()
     specs = plugins.backbones()
+    try:
+        default = plugins.default_backbone()
+    except FifoError:
+        default = None  # none or several declared: a run must name its backbone, and says so
     if as_json:
         click.echo(json.dumps({name: {"plugin": spec.plugin, "description": spec.description, "aliases": list(spec.aliases), "defaults": spec.defaults.model_dump()} for name, spec in specs.items()}, indent=2))
         return
     for name, spec in specs.items():
         aliases = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
-        click.echo(f"{name}{aliases}  [{spec.plugin}]")
+        click.echo(f"{name}{aliases}  [{spec.plugin}]{'  (default)' if name == default else ''}")
         if spec.description:
             click.echo(f"    {spec.description}")
         d = spec.defaults

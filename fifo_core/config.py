@@ -1,7 +1,8 @@
 """Run configuration, parsed and validated once at the edge (command line, file or Python).
 
 ``RunConfig`` holds what the user asked for; fields left ``None`` take the backbone's defaults in
-:meth:`RunConfig.resolve`, which returns a fully specified :class:`ResolvedRun`.
+:meth:`RunConfig.resolve`, which checks how they fit together and returns :class:`RunSettings`,
+the one object the sampler runs with.
 """
 
 from __future__ import annotations
@@ -14,20 +15,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fifo_core.backbone import BackboneDefaults, QueueStart
+from fifo_core.backbone import BackboneDefaults
 from fifo_core.errors import ConfigError
 from fifo_core.partition import QueueLayout
-from fifo_core.schedule import TimestepSpacing
-from fifo_core.steps import SamplerName
+from fifo_core.schedule import FlowMatchingSchedule, NoiseSchedule, TimestepSpacing
+from fifo_core.starts import ClipStart, RampStart, StartName, resolve_start
+from fifo_core.steps import SamplerName, sampler_eta
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-# The project's own small model: its weights ship with the package, so a fresh machine makes a
-# real video without a download (docs/default-model.md).
-DEFAULT_BACKBONE = "fifo-shapes"
 
 
 class TimedPrompt(BaseModel):
@@ -82,7 +80,10 @@ class RunConfig(BaseModel):
 
     prompt: str | PromptTimeline = Field(description="text prompt, or a timeline of prompts")
     negative_prompt: str = Field(default="", description="prompt for the unconditional half of guidance")
-    backbone: str = Field(default=DEFAULT_BACKBONE, min_length=1, description="registered backbone name")
+    backbone: str | None = Field(
+        default=None, min_length=1,
+        description="registered backbone name; default: $FIFO_DIFFUSION_BACKBONE, else the backbone a plugin declares the default",
+    )
     backbone_options: dict[str, Any] = Field(default_factory=dict, description="backbone-specific options")
     frames: int | None = Field(default=None, ge=1, description="video frames to generate; None runs until stopped")
     partitions: int | None = Field(default=None, ge=1, description="latent partitions n")
@@ -96,7 +97,7 @@ class RunConfig(BaseModel):
     fps: float | None = Field(default=None, gt=0, description="frame rate of the sinks")
     height: int | None = Field(default=None, gt=0)
     width: int | None = Field(default=None, gt=0)
-    start: QueueStart | None = Field(
+    start: StartName | None = Field(
         default=None, description="queue start: 'ramp' (pure noise) or 'clip' (one ordinary clip first, as the reference); default: the backbone's"
     )
     start_guidance_scale: float | None = Field(
@@ -130,8 +131,9 @@ class RunConfig(BaseModel):
     def timeline(self) -> PromptTimeline:
         return self.prompt if isinstance(self.prompt, PromptTimeline) else PromptTimeline.single(self.prompt)
 
-    def resolve(self, defaults: BackboneDefaults) -> ResolvedRun:
-        """Fill unset fields from the backbone's defaults and check how they fit together."""
+    def resolve(self, defaults: BackboneDefaults, timeline: PromptTimeline | None = None) -> RunSettings:
+        """Fill unset fields from the backbone's defaults and check how they fit together;
+        ``timeline`` replaces the prompt (a plugin may have turned it into one)."""
         def pick(value: Any, default: Any) -> Any:
             return default if value is None else value
 
@@ -143,21 +145,26 @@ class RunConfig(BaseModel):
         sampler = pick(self.sampler, defaults.sampler)
         if self.eta is not None and sampler != "ddim":
             raise ConfigError(f"eta applies to the ddim sampler only, and the sampler is {sampler!r}; drop --eta", field="eta")
-        start = pick(self.start, defaults.start)
+        start = pick(self.start, defaults.start.kind)
         if self.start_guidance_scale is not None and start != "clip":
             raise ConfigError(
                 f"start guidance applies to the 'clip' start, and this run starts with {start!r}; add --start clip or drop --start-guidance",
                 field="start_guidance_scale",
             )
         guidance_scale = pick(self.guidance_scale, defaults.guidance_scale)
-        return ResolvedRun(
+        return RunSettings(
+            timeline=self.timeline if timeline is None else timeline,
+            negative_prompt=self.negative_prompt,
             layout=layout,
             guidance_scale=guidance_scale,
-            start_guidance_scale=pick(self.start_guidance_scale, pick(defaults.start_guidance_scale, guidance_scale)),
             sampler=sampler,
-            eta=pick(self.eta, defaults.eta),
+            eta=sampler_eta(sampler, pick(self.eta, defaults.eta)),
             timestep_spacing=pick(self.timestep_spacing, defaults.timestep_spacing),
-            start=start,
+            start=resolve_start(start, defaults.start, self.start_guidance_scale, guidance_scale),
+            seed=self.seed,
+            max_batch=self.max_batch,
+            overlap_decode=self.overlap_decode,
+            frames=self.frames,
             fps=pick(self.fps, defaults.fps),
             height=pick(self.height, defaults.height),
             width=pick(self.width, defaults.width),
@@ -178,19 +185,47 @@ class RunConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class ResolvedRun:
-    """A run's settings with every default filled in."""
+class RunSettings:
+    """A run's settings with every default filled in and checked together: what the sampler runs
+    with. ``eta`` is the DDIM eta the sampler means (1 for ``ddpm``, 0 for ``euler``); ``start``
+    carries its own settings (the clip start's guidance)."""
 
+    timeline: PromptTimeline
+    negative_prompt: str
     layout: QueueLayout
     guidance_scale: float
-    start_guidance_scale: float
     sampler: SamplerName
     eta: float
     timestep_spacing: TimestepSpacing
-    start: QueueStart
+    start: RampStart | ClipStart
+    seed: int
+    max_batch: int | None
+    overlap_decode: bool | None
+    frames: int | None
     fps: float
     height: int
     width: int
+
+    @property
+    def start_guidance_scale(self) -> float | None:
+        """The clip start's guidance (``None`` for the ramp start)."""
+        return self.start.guidance_scale if isinstance(self.start, ClipStart) else None
+
+    def check_schedule(self, schedule: NoiseSchedule) -> None:
+        """Refuse a sampler the backbone's schedule cannot run (known once the backbone is loaded)."""
+        flow = isinstance(schedule, FlowMatchingSchedule)
+        if self.sampler == "euler" and not flow:
+            raise ConfigError(
+                "the euler sampler is for flow-matching backbones; this backbone has a discrete schedule, "
+                "use --sampler ddim or ddpm",
+                field="sampler",
+            )
+        if flow and self.eta > 0:
+            raise ConfigError(
+                f"sampler {self.sampler!r} with eta {self.eta} is stochastic, which needs a discrete schedule; "
+                "this backbone is flow matching: use --sampler euler",
+                field="sampler",
+            )
 
 
 _FIXES = {

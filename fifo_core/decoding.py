@@ -7,19 +7,21 @@ clean latent per step, so :class:`ChunkedClipDecoder` decodes small clips at the
 ones, for decoders that look ahead in time), keeping only the frames of the new latents. Memory
 stays bounded by the clip length, however long the video runs.
 
-:class:`BackgroundDecoder` runs any decoder on a thread of its own, so decoding overlaps denoising.
+:class:`BackgroundDecoder` runs any decoder on a thread of its own, so decoding overlaps denoising;
+:func:`frame_stream` opens a backbone's decoder for one run, overlapping or not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
-from fifo_core.backbone import FrameDecoder, to_uint8_frame
+from fifo_core.backbone import Backbone, FrameDecoder, to_uint8_frame
 from fifo_core.errors import ConfigError
 
 
@@ -132,3 +134,18 @@ class BackgroundDecoder:
     def close(self) -> None:
         """Stop the thread; a decode still running is waited for, its frames dropped."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def frame_stream(backbone: Backbone, overlap: bool | None = None) -> Iterator[FrameDecoder]:
+    """The backbone's decoder for one run; with ``overlap`` on a :class:`BackgroundDecoder`: the
+    same frames, one latent later. ``None`` overlaps on CUDA backbones only: a thread of its own
+    pays where the model runs on a GPU, while on CPUs decoding and the model share the same cores."""
+    decoder = backbone.frame_decoder()
+    if backbone.device.type == "cuda" if overlap is None else overlap:
+        decoder = BackgroundDecoder(decoder, backbone.device)
+    try:
+        yield decoder
+    finally:
+        if isinstance(decoder, BackgroundDecoder):
+            decoder.close()

@@ -6,7 +6,13 @@ and plugins of this distribution are found the same way. The environment variabl
 loads none, and a comma-separated list of entry-point names loads only those (tests use it so an
 installed third-party plugin never changes what they see).
 
-Core code calls hooks only through :class:`Plugins`, never through ``pm.hook`` directly.
+A run that names no backbone uses the default one: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
+backbone a plugin registers with ``default=True`` (the core itself knows no backbone by name).
+
+Core code calls hooks only through :class:`Plugins`, never through ``pm.hook`` directly; its
+methods for the observer hooks carry the hooks' own names (``on_run_start``, ``on_iteration``,
+``on_frame``, ``on_run_end``). ``hookimpl`` lives beside the specs in :mod:`fifo_core.hookspecs`
+and is importable from here too.
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
-from pydantic import BaseModel
 
 from fifo_core import hookspecs
-from fifo_core.backbone import Backbone, BackboneDefaults, BackboneSpec
+from fifo_core.backbone import Backbone, BackboneSpec
+from fifo_core.config import PromptTimeline, RunConfig
 from fifo_core.errors import ConfigError, PluginError
+from fifo_core.events import FrameEvent, IterationEvent, RunSummary
+from fifo_core.hookspecs import hookimpl
 from fifo_core.sink import Sink, SinkSpec
 
 ENTRY_POINT_GROUP = "fifo_diffusion"
 PLUGINS_ENV = "FIFO_DIFFUSION_PLUGINS"
-hookimpl = pluggy.HookimplMarker("fifo_diffusion")
+BACKBONE_ENV = "FIFO_DIFFUSION_BACKBONE"
+__all__ = ["BACKBONE_ENV", "ENTRY_POINT_GROUP", "PLUGINS_ENV", "PluginFailure", "Plugins", "default_plugins", "hookimpl"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class Plugins:
         self.manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
         self._backbones: dict[str, BackboneSpec] | None = None
+        self._declared_defaults: list[BackboneSpec] = []
         self._sinks: list[SinkSpec] | None = None
         if load_entry_points:
             self._load_entry_points()
@@ -116,32 +126,55 @@ class Plugins:
         """Every registered backbone by name (aliases not included)."""
         if self._backbones is None:
             found: dict[str, BackboneSpec] = {}
+            declared_defaults: list[BackboneSpec] = []
 
             def collect(function: Callable[..., Any], plugin: str) -> None:
-                def register(
-                    name: str,
-                    factory: Callable[..., Backbone],
-                    *,
-                    defaults: BackboneDefaults,
-                    options: type[BaseModel] | None = None,
-                    description: str = "",
-                    aliases: Iterable[str] = (),
-                ) -> None:
+                # hookspecs.RegisterBackbone: BackboneSpec's fields check the other keywords
+                def register(name: str, factory: Callable[..., Backbone], *, aliases: Iterable[str] = (), default: bool = False, **spec: Any) -> None:
                     if name in found:
                         raise PluginError(
                             f"backbone name {name!r} is registered by both {found[name].plugin!r} and {plugin!r}; "
                             "uninstall one of them or rename the backbone"
                         )
-                    found[name] = BackboneSpec(name, factory, defaults, options, description, tuple(aliases), plugin)
+                    found[name] = BackboneSpec(name, factory, aliases=tuple(aliases), plugin=plugin, **spec)
+                    if default:
+                        declared_defaults.append(found[name])
 
                 function(register=register)
 
             self._each_implementation("register_backbones", collect)
             self._backbones = dict(sorted(found.items()))
+            self._declared_defaults = declared_defaults
         return self._backbones
 
-    def backbone(self, name: str) -> BackboneSpec:
-        """The backbone registered as ``name`` or one of its aliases, or a :class:`ConfigError`."""
+    def default_backbone(self) -> str:
+        """The backbone a run that names none uses: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
+        one a plugin registered with ``default=True``."""
+        chosen = os.environ.get(BACKBONE_ENV, "").strip()
+        if chosen:
+            return chosen
+        self.backbones()
+        declared = self._declared_defaults
+        if len(declared) == 1:
+            return declared[0].name
+        if not declared:
+            listing = ", ".join(self.backbones()) or "none"
+            raise ConfigError(
+                f"no backbone was given and no installed plugin declares a default one (installed backbones: {listing}); "
+                f"pass --backbone NAME or set {BACKBONE_ENV}",
+                field="backbone",
+            )
+        claims = ", ".join(f"{spec.name!r} (plugin {spec.plugin!r})" for spec in declared)
+        raise ConfigError(
+            f"several backbones are declared the default: {claims}; pass --backbone NAME or set {BACKBONE_ENV} to choose",
+            field="backbone",
+        )
+
+    def backbone(self, name: str | None) -> BackboneSpec:
+        """The backbone registered as ``name`` or one of its aliases (``None``: the
+        :meth:`default_backbone`), or a :class:`ConfigError`."""
+        if name is None:
+            name = self.default_backbone()
         specs = self.backbones()
         if name in specs:
             return specs[name]
@@ -189,19 +222,19 @@ class Plugins:
 
     # -- extension points and observers ----------------------------------------------------
 
-    def resolve_prompt(self, prompt: str) -> Any:
+    def resolve_prompt(self, prompt: str) -> PromptTimeline | None:
         return self.manager.hook.resolve_prompt(prompt=prompt)
 
-    def run_started(self, config: Any, backbone: Backbone) -> None:
+    def on_run_start(self, config: RunConfig, backbone: Backbone) -> None:
         self.manager.hook.on_run_start(config=config, backbone=backbone)
 
-    def iteration_done(self, event: Any) -> None:
+    def on_iteration(self, event: IterationEvent) -> None:
         self.manager.hook.on_iteration(event=event)
 
-    def frame_written(self, event: Any) -> None:
+    def on_frame(self, event: FrameEvent) -> None:
         self.manager.hook.on_frame(event=event)
 
-    def run_ended(self, summary: Any) -> None:
+    def on_run_end(self, summary: RunSummary) -> None:
         self.manager.hook.on_run_end(summary=summary)
 
     def report_failures(self, stream: Any = None) -> None:

@@ -107,6 +107,19 @@ def ddim_step(
     return (a_after * x0 + direction * eps + s * noise.double()).to(x.dtype)
 
 
+def step_down(
+    x: torch.Tensor,
+    model_output: torch.Tensor,
+    levels: torch.Tensor,
+    grid: LevelGrid,
+    prediction_type: PredictionType,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`ddim_step` from each frame's level ``levels`` ``(k,)`` on ``grid`` to the level below it."""
+    return ddim_step(x, model_output, FrameLevels.gather(grid, levels), FrameLevels.gather(grid, levels - 1), prediction_type, eta, noise)
+
+
 def sampler_eta(sampler: SamplerName, eta: float) -> float:
     """The DDIM ``eta`` a named sampler runs with (see the module notes)."""
     if sampler == "ddim":

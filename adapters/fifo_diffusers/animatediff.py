@@ -15,7 +15,7 @@ import torch
 
 from fifo_core.backbone import BackboneDefaults
 from fifo_core.schedule import DiscreteSchedule
-from fifo_diffusers._common import (
+from fifo_diffusers.common import (
     ClipPromptEncoder,
     ComponentLoader,
     require,

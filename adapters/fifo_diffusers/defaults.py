@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from fifo_core.backbone import BackboneDefaults
-from fifo_diffusers._common import DiffusersOptions, DType
+from fifo_diffusers.common import DiffusersOptions, DType
 
 # -- zeroscope / ModelScope (UNet3DConditionModel) -------------------------------------------
 

@@ -28,7 +28,7 @@ from fifo_core.backbone import BackboneDefaults
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
-from fifo_diffusers._common import (
+from fifo_diffusers.common import (
     ComponentLoader,
     place,
     require,

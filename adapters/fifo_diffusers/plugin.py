@@ -3,7 +3,7 @@
 Importing this module is cheap: diffusers and transformers load only when a backbone is created.
 """
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_diffusers.defaults import (
     ANIMATEDIFF_DEFAULTS,
     LATTE_DEFAULTS,

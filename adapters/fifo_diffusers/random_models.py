@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import torch
 
-from fifo_diffusers._common import random_fill_, require
+from fifo_diffusers.common import random_fill_, require
 
 Size = Literal["tiny", "real"]
 

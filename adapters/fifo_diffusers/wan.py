@@ -23,7 +23,7 @@ import torch
 from fifo_core.backbone import BackboneDefaults
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
-from fifo_diffusers._common import (
+from fifo_diffusers.common import (
     ComponentLoader,
     frames_from_video,
     place,

@@ -1,6 +1,6 @@
 """Registers the Gaussian reference backbone through the ``fifo_diffusion`` entry point."""
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_gaussian.ar1 import DEFAULTS, GaussianAR1Backbone, GaussianOptions
 
 

@@ -27,11 +27,11 @@ from typing import Any, Callable
 
 import torch
 
-from fifo_core.backbone import BackboneDefaults
+from fifo_core.backbone import BackboneDefaults, Row
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
-from fifo_diffusers._common import clean_prompt, place, require, resolve_device, resolve_dtype, tokenize_padded
+from fifo_diffusers.common import clean_prompt, place, require, resolve_device, resolve_dtype, tokenize_padded
 from fifo_diffusers.latte import PerFrameModulation, latte_noise_prediction
 from fifo_opensora.causal_vae import SCALING_FACTOR, CausalVAE
 from fifo_opensora.defaults import OpenSoraPlanOptions
@@ -68,6 +68,13 @@ class OpenSoraPromptEncoder:
         mask = tokens.attention_mask.to(self.device)
         states = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
         return EncodedPrompt(states.to(self.dtype), int(tokens.attention_mask.sum()))
+
+
+def cut_length(own: EncodedPrompt, row: Row) -> int:
+    """Token count a row's states are cut to: its own prompt's or its window's prompt's, the
+    longer. The released pipeline cuts a prompt and its unconditional half to the longer of the
+    two; the window's prompt (from the core) makes that so whatever rows share the call."""
+    return max(own.length, row.prompt.length)
 
 
 def cut_to_longest(conditioning: Sequence[EncodedPrompt]) -> torch.Tensor:
@@ -180,9 +187,23 @@ class OpenSoraPlanBackbone:
     def encode_prompt(self, prompt: str) -> EncodedPrompt:
         return self.prompt_encoder(prompt)
 
-    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[EncodedPrompt]) -> torch.Tensor:
-        """Noise prediction ``'b c f h w'`` (epsilon only) at per-frame ``timesteps`` ``'b f'``."""
-        return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, cut_to_longest(conditioning))
+    def predict(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[EncodedPrompt], *, rows: Sequence[Row] | None = None
+    ) -> torch.Tensor:
+        """Noise prediction ``'b c f h w'`` (epsilon only) at per-frame ``timesteps`` ``'b f'``.
+
+        With ``rows`` each row's states are cut by :func:`cut_length`, and rows cut to different
+        lengths run as separate batches (the transformer takes no attention mask, so padding a
+        row's states would change its output); without, the call is one batch of prompts."""
+        if rows is None:
+            return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, cut_to_longest(conditioning))
+        lengths = [cut_length(own, row) for own, row in zip(conditioning, rows)]
+        output = torch.empty_like(latents, dtype=self.dtype, device=self.device)
+        for length in sorted(set(lengths)):
+            chosen = [index for index, kept in enumerate(lengths) if kept == length]
+            states = torch.cat([conditioning[index].states[:, :length] for index in chosen])
+            output[chosen] = latte_noise_prediction(self.transformer, self.shim, latents[chosen], timesteps[chosen], states).to(output.dtype)
+        return output
 
     def frame_decoder(self) -> ChunkedClipDecoder:
         parameter = next(self.vae.parameters())

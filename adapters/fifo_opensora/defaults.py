@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import BackboneDefaults
-from fifo_diffusers._common import DType
+from fifo_diffusers.common import DType
 
 Variant = Literal["65x512x512", "221x512x512"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_opensora.defaults import OPENSORA_65_DEFAULTS, OPENSORA_221_DEFAULTS, OpenSoraPlan221Options, OpenSoraPlanOptions
 
 

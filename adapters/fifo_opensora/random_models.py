@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from fifo_diffusers._common import random_fill_, require
+from fifo_diffusers.common import random_fill_, require
 from fifo_diffusers.random_models import WORDS, word_tokenizer
 from fifo_opensora import causal_vae, transformer
 from fifo_opensora.defaults import Variant

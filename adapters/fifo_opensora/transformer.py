@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from fifo_core.errors import ConfigError
-from fifo_diffusers._common import require
+from fifo_diffusers.common import require
 from fifo_opensora.checkpoint import check_state, read_weights
 
 VIDEO_LENGTHS = {"65x512x512": 17, "221x512x512": 56}  # latent frames of each released variant

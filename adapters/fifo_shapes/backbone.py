@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
+from fifo_core.backbone import BackboneDefaults, Row, StatelessDecoder, to_uint8_frame
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
+from fifo_core.starts import ClipStart
 
 from fifo_shapes.model import ShapesModel, ShapesModelConfig, cosine_alphas_cumprod
 from fifo_shapes.world import vocabulary
@@ -53,8 +54,7 @@ DEFAULTS = BackboneDefaults(
     guidance_scale=1.0,
     fps=8.0,
     timestep_spacing="trailing",
-    start="clip",
-    start_guidance_scale=3.0,
+    start=ClipStart(guidance_scale=3.0),
 )
 
 
@@ -102,24 +102,6 @@ def noise_schedule(config: ShapesModelConfig) -> DiscreteSchedule:
     return DiscreteSchedule(cosine_alphas_cumprod(config.num_train_timesteps), prediction_type="v_prediction")
 
 
-def shared_offsets(latents: torch.Tensor, timesteps: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Offsets ``'b f 2'`` where every row that repeats an earlier row's latents and timesteps
-    takes that row's offsets.
-
-    Classifier-free guidance sends each window twice, prompted rows first, then the negative
-    prompt's; both halves must be denoised in the same frame of reference, or their difference
-    mixes two placements of the shape. The prompted row's tracker knows the motion words, so
-    its offsets are the ones kept.
-    """
-    offsets = offsets.clone()
-    for row in range(1, latents.shape[0]):
-        for earlier in range(row):
-            if torch.equal(latents[row], latents[earlier]) and torch.equal(timesteps[row], timesteps[earlier]):
-                offsets[row] = offsets[earlier]
-                break
-    return offsets
-
-
 class ShapesBackbone:
     """Backbone protocol over :class:`~fifo_shapes.model.ShapesModel`; conditioning is a prompt
     embedding ``'e'``. ``weights`` unset loads :attr:`shipped_weights`."""
@@ -160,13 +142,19 @@ class ShapesBackbone:
         return self.model.text.encode([prompt])[0]
 
     @torch.inference_mode()
-    def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
+    def predict(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor], *, rows: Sequence[Row] | None = None
+    ) -> torch.Tensor:
+        """With the tracker, both halves of a guided window must be denoised in the same frame of
+        reference, or their difference mixes two placements of the shape: the tracker reads every
+        row with its window's prompt (``rows``, from the core), which knows the motion words."""
         prompts = torch.stack(list(conditioning)).to(self.device)
         latents, timesteps = latents.to(self.device, torch.float32), timesteps.to(self.device)
         tracker = self.model.denoiser.tracker
         if tracker is None:
             return self.model.denoiser(latents, timesteps, prompts)
-        offsets = shared_offsets(latents, timesteps, tracker.offsets(latents, timesteps, prompts))
+        window_prompts = prompts if rows is None else torch.stack([row.prompt for row in rows]).to(self.device)
+        offsets = tracker.offsets(latents, timesteps, window_prompts)
         return self.model.denoiser(latents, timesteps, prompts, offsets, share_clean=True)
 
     def decode(self, latent: torch.Tensor) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Registers the project's own models through the ``fifo_diffusion`` entry point: ``fifo-shapes``,
-the default, and ``fifo-shapes-tracker``, the earlier default kept for comparison."""
+which declares itself the default backbone (``default=True``), and ``fifo-shapes-tracker``, the
+earlier default kept for comparison."""
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_shapes.backbone import DEFAULTS, ShapesBackbone, ShapesOptions, ShapesTrackerBackbone
 
 
@@ -17,6 +18,9 @@ def register_backbones(register):
             "over plain backgrounds (prompts like 'a red circle moving left on a blue background'; docs/default-model.md)."
         ),
         aliases=("shapes",),
+        # The default backbone: its weights ship with the package, so a fresh machine makes a real
+        # video without a download (docs/default-model.md).
+        default=True,
     )
     register(
         "fifo-shapes-tracker",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_videocrafter.backbone import DEFAULTS, VideoCrafterOptions
 
 _DESCRIPTIONS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fifo_core.config import PromptTimeline, TimedPrompt
 from fifo_core.errors import ConfigError
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 
 
 def parse_timeline(text: str, source: str = "timeline") -> PromptTimeline:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_sinks.images import ImageSequenceSink
 from fifo_sinks.mp4 import Mp4Sink
 from fifo_sinks.rtmp import RtmpSink, is_rtmp_url

@@ -11,7 +11,7 @@ import torch
 from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.schedule import DiscreteSchedule
 
-from .conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (16, 16)
 
@@ -34,7 +34,7 @@ def original_unet(animatediff_folder: Path):
     return UNetMotionModel.from_unet2d(unet, adapter).eval()
 
 
-class TestAnimateDiffConformance(AdapterConformance):
+class TestAnimateDiffConformance(BackboneConformance):
     video_size = VIDEO
 
 

@@ -17,7 +17,7 @@ from fifo_core.errors import ConfigError
 from fifo_core.plugins import Plugins
 from fifo_core.schedule import DiscreteSchedule, FlowMatchingSchedule
 from fifo_diffusers import plugin
-from fifo_diffusers._common import schedule_from_scheduler
+from fifo_diffusers.common import schedule_from_scheduler
 
 NAMES = {"zeroscope-v2-576w", "modelscope-t2v", "animatediff-v1-5", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "latte-1", "ltx-video"}
 

@@ -15,7 +15,7 @@ from fifo_core.cli import main
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
 
-from .conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (16, 16)  # the tiny VAE halves each side: latents 4 x 8 x 8, 4 x 4 patches per frame
 FRAMES = 4  # the tiny model's video_length
@@ -42,7 +42,7 @@ def _latents(seed: int = 1) -> torch.Tensor:
     return torch.randn(2, 4, FRAMES, 8, 8, generator=torch.Generator().manual_seed(seed))
 
 
-class TestLatteConformance(AdapterConformance):
+class TestLatteConformance(BackboneConformance):
     video_size = VIDEO
     window = FRAMES
 

@@ -14,10 +14,10 @@ from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.cli import main
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import FlowMatchingSchedule
-from fifo_diffusers._common import frames_from_video
+from fifo_diffusers.common import frames_from_video
 from fifo_diffusers.ltx import ltx_stream_decoder
 
-from .conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (64, 64)  # 32x spatial compression: latents 8 x 2 x 2
 
@@ -31,7 +31,7 @@ def backbone(ltx_folder: Path):
     return load_backbone("ltx-video", _options(ltx_folder))
 
 
-class TestLTXConformance(AdapterConformance):
+class TestLTXConformance(BackboneConformance):
     video_size = VIDEO
 
 

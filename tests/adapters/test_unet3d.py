@@ -13,7 +13,7 @@ from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.cli import main
 from fifo_core.plugins import default_plugins
 from fifo_core.schedule import DiscreteSchedule
-from .conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (16, 16)  # the tiny VAE halves each side: latents 4 x 8 x 8
 
@@ -37,7 +37,7 @@ def _inputs(frames: int = 6):
     return latents
 
 
-class TestZeroscopeConformance(AdapterConformance):
+class TestZeroscopeConformance(BackboneConformance):
     video_size = VIDEO
 
 

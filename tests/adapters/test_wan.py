@@ -11,9 +11,9 @@ import torch
 
 from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.schedule import FlowMatchingSchedule
-from fifo_diffusers._common import frames_from_video
+from fifo_diffusers.common import frames_from_video
 
-from .conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (64, 64)  # latents 4 x 8 x 8; 4 x 4 tokens per frame
 
@@ -23,7 +23,7 @@ def backbone(wan_folder: Path):
     return load_backbone("wan2.1-t2v-1.3b", {"model": str(wan_folder), "max_sequence_length": 16, "device": "cpu"})
 
 
-class TestWanConformance(AdapterConformance):
+class TestWanConformance(BackboneConformance):
     video_size = VIDEO
 
 

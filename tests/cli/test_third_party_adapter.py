@@ -53,3 +53,13 @@ def test_example_is_not_loaded_when_plugins_are_restricted(installed_example: Pa
     env[fifo_core.plugins.PLUGINS_ENV] = "gaussian"
     listing = subprocess.run([sys.executable, "-m", "fifo_core.cli", "backbones"], env=env, capture_output=True, text=True, timeout=120)
     assert "example-white-noise" not in listing.stdout
+
+
+def test_the_example_passes_the_public_conformance_checks(installed_example: Path) -> None:
+    env = cli_env(installed_example)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        env=env, capture_output=True, text=True, timeout=300, cwd=EXAMPLE,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "4 passed, 1 skipped" in run.stdout

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
+from fifo_core.config import PromptTimeline, RunConfig
+from fifo_core.events import IterationEvent
 from fifo_core.queue import LatentQueue
-from fifo_core.sampling import FifoSampler, IterationEvent
+from fifo_core.sampling import FifoSampler
 from fifo_core.schedule import DiscreteSchedule, NoiseSchedule
 
 LATENT_CHANNELS = 2
@@ -138,8 +140,7 @@ class LoopObserver:
     tensor_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("_ramp_queue", "_clip_queue"):
-            setattr(self.sampler, name, self._capturing(getattr(self.sampler, name)))
+        self.sampler.start_queue = self._capturing(self.sampler.start_queue)
         self.sampler.on_iteration = self._iteration_done
 
     def _capturing(self, build: Callable[[], LatentQueue]) -> Callable[[], LatentQueue]:
@@ -186,6 +187,18 @@ class LoopObserver:
         while len(self.iterations) < iterations:
             yielded.append(next(stream))
         return yielded
+
+
+def fake_sampler(
+    backbone: RecordingBackbone, prompt: str | PromptTimeline = "a prompt", *, window: int, partitions: int, lookahead: bool, **options
+) -> FifoSampler:
+    """A sampler over ``backbone`` for a 2x2 video; ``options`` are RunConfig fields. Guidance is
+    off and steps are deterministic unless ``options`` say otherwise."""
+    options = {"guidance_scale": 1.0, "eta": 0.0} | options
+    if options.get("sampler", "ddim") != "ddim":
+        del options["eta"]  # the other samplers fix their own
+    config = RunConfig(prompt=prompt, window=window, partitions=partitions, lookahead=lookahead, height=2, width=2, **options)
+    return FifoSampler(backbone, config.resolve(backbone.defaults))
 
 
 def held_tensor_elements(*objects: object) -> int:

@@ -212,3 +212,12 @@ def test_an_unknown_backbone_suggests_the_close_name_and_lists_the_installed_one
 def test_an_unknown_backbone_with_nothing_installed_says_so() -> None:
     with pytest.raises(ConfigError, match="installed backbones: none"):
         Plugins(load_entry_points=False).backbone("anything")
+
+
+def test_hookimpl_lives_beside_the_specs_and_the_facade_uses_the_hook_names() -> None:
+    import fifo_core.hookspecs
+
+    assert fifo_core.plugins.hookimpl is fifo_core.hookspecs.hookimpl
+    facade = {name for name in vars(Plugins) if name.startswith("on_")}
+    specs = {name for name in vars(fifo_core.hookspecs) if name.startswith("on_")}
+    assert facade == specs == {"on_run_start", "on_iteration", "on_frame", "on_run_end"}

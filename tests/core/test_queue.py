@@ -23,7 +23,7 @@ from fifo_core.queue import LatentQueue
 from fifo_core.sampling import FifoSampler
 from fifo_core.steps import FrameLevels, ddim_step
 
-from .fakes import Iteration, LoopObserver, RecordingBackbone
+from .fakes import Iteration, LoopObserver, RecordingBackbone, fake_sampler
 
 # --------------------------------------------------------------------------------------------
 # The queue alone
@@ -161,7 +161,7 @@ def check_iteration(sampler: FifoSampler, record: Iteration, max_batch: int | No
         assert torch.equal(before.latents[slot], stepped.latents[slot]), f"slot {slot} did not move, yet changed"
 
     windows = [w for w in layout.windows if moved & set(w.write)]
-    guided = sampler.guidance_scale != 1.0
+    guided = sampler.settings.guidance_scale != 1.0
     rows = [row for call in record.calls for row in range(call.latents.shape[0])]
     assert len(rows) == len(windows) * (2 if guided else 1), "one row per window, twice with guidance"
     if max_batch is None:
@@ -179,9 +179,9 @@ def check_iteration(sampler: FifoSampler, record: Iteration, max_batch: int | No
     prompts = [prompt for call in record.calls for prompt in call.prompts]
     if guided:
         half = len(windows)
-        assert prompts[half:] == [sampler.negative_prompt] * half, "the unconditional half uses the negative prompt"
+        assert prompts[half:] == [sampler.settings.negative_prompt] * half, "the unconditional half uses the negative prompt"
         assert torch.equal(latents[:half], latents[half:]) and torch.equal(timesteps[:half], timesteps[half:])
-        outputs = outputs[half:] + sampler.guidance_scale * (outputs[:half] - outputs[half:])
+        outputs = outputs[half:] + sampler.settings.guidance_scale * (outputs[:half] - outputs[half:])
 
     written = Counter()
     for row, window in enumerate(windows):
@@ -222,8 +222,7 @@ def loop_settings(draw) -> dict:
 
 
 def make_sampler(backbone: RecordingBackbone, **options) -> FifoSampler:
-    layout = QueueLayout(window=options.pop("window"), partitions=options.pop("partitions"), lookahead=options.pop("lookahead"))
-    return FifoSampler(backbone, "a prompt", layout=layout, height=2, width=2, negative_prompt="not this", **options)
+    return fake_sampler(backbone, negative_prompt="not this", **options)
 
 
 @settings(max_examples=30, deadline=None)
@@ -291,7 +290,7 @@ def test_memory_does_not_grow_with_the_video_length() -> None:
     observer.run(100)
     assert len(set(observer.tensor_sizes)) == 1
     assert tuple(observer.queue.latents.shape) == (2 + 8, 2, 2, 2)
-    assert len(sampler._conditioning) == 2, "only the prompt and the negative prompt are cached"
+    assert len(sampler.model.conditioning) == 2, "only the prompt and the negative prompt are cached"
 
 
 @pytest.mark.parametrize("lookahead", [False, True])

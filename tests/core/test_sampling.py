@@ -11,17 +11,15 @@ import torch
 
 from fifo_core.config import PromptTimeline, TimedPrompt
 from fifo_core.errors import ConfigError
-from fifo_core.partition import QueueLayout
 from fifo_core.sampling import FifoSampler
 from fifo_core.schedule import DiscreteSchedule
 
-from .fakes import LoopObserver, RecordingBackbone, prompt_offset
+from .fakes import LoopObserver, RecordingBackbone, fake_sampler, prompt_offset
 
 
 def sampler_for(backbone: RecordingBackbone, prompt="a prompt", *, window=4, partitions=2, lookahead=True, **options) -> FifoSampler:
-    layout = QueueLayout(window=window, partitions=partitions, lookahead=lookahead)
     options.setdefault("negative_prompt", "blurry")
-    return FifoSampler(backbone, prompt, layout=layout, height=2, width=2, **options)
+    return fake_sampler(backbone, prompt, window=window, partitions=partitions, lookahead=lookahead, **options)
 
 
 def latents_of(sampler: FifoSampler, count: int) -> list[torch.Tensor]:
@@ -92,10 +90,11 @@ def test_start_guidance_guides_only_the_first_clip() -> None:
 def test_start_guidance_comes_from_the_run_then_the_backbone_then_the_guidance_scale() -> None:
     from fifo_core.backbone import BackboneDefaults
     from fifo_core.config import RunConfig
+    from fifo_core.starts import ClipStart
 
     plain = BackboneDefaults(height=8, width=8, window=4, guidance_scale=5.0, start="clip")
     assert RunConfig(prompt="x").resolve(plain).start_guidance_scale == 5.0
-    shapes_like = plain.model_copy(update={"guidance_scale": 1.0, "start_guidance_scale": 3.0})
+    shapes_like = plain.model_copy(update={"guidance_scale": 1.0, "start": ClipStart(guidance_scale=3.0)})
     assert RunConfig(prompt="x").resolve(shapes_like).start_guidance_scale == 3.0
     assert RunConfig(prompt="x", start_guidance_scale=2.0).resolve(shapes_like).start_guidance_scale == 2.0
     with pytest.raises(ConfigError, match="--start clip"):
@@ -262,15 +261,15 @@ def test_epsilon_backbone_stays_finite_over_a_long_run() -> None:
 def test_no_random_draw_is_used_twice(start: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fresh Gaussian noise must be independent of everything already in the queue; reusing a
     draw correlates a latent's noise with its own content (a wrong forward-process marginal)."""
-    import fifo_core.sampling
+    import fifo_core.noise
 
     drawn: dict[tuple[str, int], int] = {}
-    original = fifo_core.sampling.seeded_noise
+    original = fifo_core.noise.seeded_noise
 
     def recording(seed, stream, index, shape):
         drawn[(stream, index)] = drawn.get((stream, index), 0) + 1
         return original(seed, stream, index, shape)
 
-    monkeypatch.setattr(fifo_core.sampling, "seeded_noise", recording)
+    monkeypatch.setattr(fifo_core.noise, "seeded_noise", recording)
     latents_of(sampler_for(RecordingBackbone(window=4), start=start, eta=0.5), 10)
     assert sorted(key for key, count in drawn.items() if count > 1) == []

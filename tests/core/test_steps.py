@@ -18,12 +18,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-from fifo_core.partition import QueueLayout
-from fifo_core.sampling import FifoSampler
 from fifo_core.schedule import DiscreteSchedule, FlowMatchingSchedule
 from fifo_core.steps import FrameLevels, clean_and_noise_estimates, ddim_step, sampler_eta
 
-from .fakes import RecordingBackbone
+from .fakes import RecordingBackbone, fake_sampler
 
 T = 1000
 FRAME = (3, 4, 5)
@@ -276,7 +274,7 @@ def test_every_frame_the_sampler_hands_out_is_exactly_the_predicted_clean_frame(
     """A backbone predicting a fixed clean frame: after its last step the head equals it exactly."""
     target = torch.linspace(-1, 1, 8).reshape(2, 2, 2)
     backbone = RecordingBackbone(window=3, prediction=lambda latents, t, c: target[None, :, None].expand_as(latents).clone())
-    sampler = FifoSampler(backbone, "p", layout=QueueLayout(3, 2, True), height=2, width=2, eta=eta, seed=3)
+    sampler = fake_sampler(backbone, "p", window=3, partitions=2, lookahead=True, eta=eta, seed=3)
     for clean, _ in zip(sampler.latents(), range(10)):
         assert torch.equal(clean.latent, target)
     # And the head's last model call was at the lowest grid timestep, not an identity step at 0.

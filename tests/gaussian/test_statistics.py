@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from fifo_core.partition import QueueLayout
+from fifo_core.config import RunConfig
 from fifo_core.sampling import FifoSampler
 from fifo_gaussian import theory
 from fifo_gaussian.ar1 import DEFAULTS, GaussianAR1Backbone
@@ -57,9 +58,11 @@ def autocorrelation_standard_error(rho: float, lag: int, samples: int, horizon: 
 
 def generate(backbone: GaussianAR1Backbone, layout: QueueLayout, sampler: str, start: str, frames: int, seed: int = 0) -> torch.Tensor:
     """``frames`` clean latents as ``'t series'`` float64, straight from the engine's loop."""
-    fifo = FifoSampler(
-        backbone, "ignored", layout=layout, height=SIDE, width=SIDE, sampler=sampler, eta=0.0, seed=seed, start=start
+    config = RunConfig(
+        prompt="ignored", window=layout.window, partitions=layout.partitions, lookahead=layout.lookahead,
+        height=SIDE, width=SIDE, guidance_scale=1.0, sampler=sampler, eta=0.0 if sampler == "ddim" else None, seed=seed, start=start,
     )
+    fifo = FifoSampler(backbone, config.resolve(backbone.defaults))
     latents = [clean.latent.double().reshape(-1) for clean in itertools.islice(fifo.latents(), frames)]
     return torch.stack(latents)
 

@@ -16,7 +16,7 @@ from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
 from fifo_opensora.causal_vae import SCALING_FACTOR
 
-from adapters.conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 VIDEO = (32, 32)  # 8x VAE and 2x2 patches: latents 4 x 4 x 4, 2 x 2 tokens per frame
 WINDOW = 17  # the 65x512x512 model's temporal position table
@@ -27,7 +27,7 @@ def backbone(opensora_options: dict):
     return load_backbone("opensora-plan-v1.1", opensora_options)
 
 
-class TestOpenSoraPlanConformance(AdapterConformance):
+class TestOpenSoraPlanConformance(BackboneConformance):
     video_size = VIDEO
     window = WINDOW
 

@@ -14,7 +14,7 @@ import fifo_shapes.plugin
 from fifo_core.plugins import Plugins
 from fifo_shapes.backbone import TRACKER_WEIGHTS_DIR, WEIGHTS_DIR, ShapesBackbone, ShapesTrackerBackbone, unknown_words
 from fifo_shapes.train import TrainConfig, save, train
-from adapters.conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def backbone() -> ShapesBackbone:
     return ShapesBackbone(threads=2)
 
 
-class TestShapesConformance(AdapterConformance):
+class TestShapesConformance(BackboneConformance):
     video_size = (128, 128)
     window = 4  # the model is convolutional over frames; the mixin draws windows from an 8-level grid
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fifo_shapes.backbone import ShapesBackbone, shared_offsets
+from fifo_core.backbone import Row
+from fifo_shapes.backbone import ShapesBackbone
 from fifo_shapes.model import (
     SNAP_BELOW,
     STEPS,
@@ -82,13 +83,23 @@ def test_a_tracking_denoiser_works_in_the_frame_its_offsets_give() -> None:
 
 
 def test_both_halves_of_guidance_share_the_prompted_rows_frame_of_reference() -> None:
-    latents, levels = torch.randn(2, 3, 4, 32, 32), torch.rand(2, 4)
-    doubled, doubled_levels = torch.cat([latents, latents]), torch.cat([levels, levels])
-    offsets = torch.randint(-3, 4, (4, 4, 2))
-    shared = shared_offsets(doubled, doubled_levels, offsets)
-    assert torch.equal(shared[:2], offsets[:2]) and torch.equal(shared[2:], offsets[:2])
-    # Rows that differ keep their own.
-    assert torch.equal(shared_offsets(latents, levels, offsets[:2]), offsets[:2])
+    """The core says which rows are one guided window (``rows``); the unconditional half takes the
+    tracker's offsets for the window's prompt, in whichever call it lands."""
+    torch.manual_seed(0)
+    model = ShapesModel(TINY, token_ids=[1, 2, 3])
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    backbone = ShapesBackbone(model=model)
+    latents, levels = torch.randn(1, 3, 4, 32, 32), torch.rand(1, 4) * 1000
+    prompt, negative = torch.randn(TINY.embed_dim), torch.randn(TINY.embed_dim)
+    rows = [Row(0, "conditional", prompt), Row(0, "unconditional", prompt)]
+    together = backbone.predict(torch.cat([latents, latents]), torch.cat([levels, levels]), [prompt, negative], rows=rows)
+    with torch.no_grad():
+        offsets = model.denoiser.tracker.offsets(latents, levels, prompt[None])
+        expected = model.denoiser(latents, levels, negative[None], offsets, share_clean=True)
+    torch.testing.assert_close(together[1:], expected)
+    alone = backbone.predict(latents, levels, [negative], rows=rows[1:])
+    torch.testing.assert_close(alone, together[1:])
 
 
 def test_stage_four_starts_from_a_model_without_a_tracker_and_trains_it(tmp_path: Path) -> None:

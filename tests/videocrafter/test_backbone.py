@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import fifo_videocrafter.plugin
-from adapters.conformance import AdapterConformance
+from fifo_core.testing import BackboneConformance
 from fifo_core.api import RunConfig, iter_frames, load_backbone
 from fifo_core.cli import main
 from fifo_core.errors import ConfigError
@@ -26,7 +26,7 @@ def backbone(tiny_options):
     return load_backbone("videocrafter2", tiny_options)
 
 
-class TestVideoCrafterConformance(AdapterConformance):
+class TestVideoCrafterConformance(BackboneConformance):
     video_size = VIDEO
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
-from fifo_core.plugins import hookimpl
+from fifo_core.hookspecs import hookimpl
 from fifo_core.schedule import DiscreteSchedule
 
 

@@ -1,7 +1,11 @@
-"""What every diffusers adapter shares: options, loading, the noise schedule, prompt encoders.
+"""What adapters over diffusers and transformers components share: options, loading, the noise
+schedule, prompt encoders, frames from decoded video.
 
-Nothing here imports diffusers or transformers at module level; :func:`require` does it on first
-use and names the extra to install when they are missing.
+A public module: the diffusers adapters use it, and so may any adapter built from the same
+libraries (Open-Sora Plan's does: its T5 prompt, device, precision and loading helpers); its
+names are documented in docs/write-an-adapter.md. Nothing here imports diffusers or
+transformers at module level; :func:`require` does it on first use and names the extra to install
+when they are missing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""Helpers for tests of backbones and adapters, the project's own and third parties'.
-
-Outputs recorded from reference code are compared by their relative error over the whole tensor,
+"""Outputs recorded from reference code, compared by their relative error over the whole tensor,
 ``max |ours - theirs| / max |theirs|``: an element-wise absolute tolerance depends on the scale of
 the tensor and on the order in which a library version happens to sum, so it can fail on the next
 release of torch or diffusers while nothing in the model changed. The relative error of the whole
