@@ -2,6 +2,12 @@
 
     python benchmarks/rel_mse.py                 # f = 8: n = 1, 2, 4, 8 without lookahead; n = 1, 4, 8 with
     python benchmarks/rel_mse.py --seed 3 --rho 0.7 --draws 8192
+    python benchmarks/rel_mse.py --learned --clips 64 --plot rel_mse.png   # the default model, fifo-shapes
+
+``--learned`` measures the default model (fifo-shapes) on clips of its world instead
+(:mod:`fifo_shapes.rel_mse`), every configuration with and without lookahead, and prints the
+Gaussian backbone's closed-form mean beside it at rho 0.9 and 0.99; ``--plot`` draws rel_mse
+against timestep for every configuration as a PNG.
 
 The model is the Gaussian AR(1) backbone with the "single-level" denoiser: the exact denoiser for
 clips whose frames share one noise level, i.e. a model trained only on ordinary clips. For every
@@ -22,10 +28,79 @@ import torch
 
 from fifo_core.partition import QueueLayout
 from fifo_gaussian.ar1 import GaussianAR1Backbone
-from fifo_gaussian.rel_mse import exact_rel_mse, monte_carlo_rel_mse
+from fifo_gaussian.rel_mse import RelMse, exact_rel_mse, monte_carlo_rel_mse
 
 CONFIGURATIONS = [(1, False), (2, False), (4, False), (8, False), (1, True), (4, True), (8, True)]
+LEARNED_CONFIGURATIONS = [(1, False), (2, False), (4, False), (8, False), (1, True), (2, True), (4, True), (8, True)]
 PROBE_TIMESTEPS = (100, 250, 500, 750, 999)
+PLOT_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+
+
+def _name(partitions: int, lookahead: bool) -> str:
+    return f"n={partitions} {'lookahead' if lookahead else 'no lookahead'}"
+
+
+def _row(ratio: torch.Tensor, timesteps: torch.Tensor) -> str:
+    at = [float(ratio[(timesteps - t).abs().argmin()]) for t in PROBE_TIMESTEPS]
+    return f"{float(ratio.mean()):6.3f} {float(ratio.max()):6.3f} " + " ".join(f"{value:7.3f}" for value in at) + f" {float((ratio < 1).double().mean()):5.2f}"
+
+
+def plot(results: dict[str, RelMse], path: str, title: str) -> None:
+    """rel_mse against timestep, one line per configuration, as a PNG (Pillow only)."""
+    from PIL import Image, ImageDraw
+
+    width, height, left, right, top, bottom = 900, 560, 70, 230, 40, 50
+    ratios = torch.cat([result.ratio for result in results.values()])
+    low, high = min(float(ratios.min()), 0.9), max(float(ratios.max()), 1.1)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def at(timestep: float, value: float) -> tuple[float, float]:
+        x = left + (width - left - right) * timestep / 1000
+        y = top + (height - top - bottom) * (high - value) / (high - low)
+        return x, y
+
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    draw.line([at(0, 1.0), at(1000, 1.0)], fill=(160, 160, 160), width=1)
+    for timestep in range(0, 1001, 250):
+        x, y = at(timestep, low)
+        draw.text((x - 10, y + 8), str(timestep), fill="black")
+    for step in range(6):
+        value = low + (high - low) * step / 5
+        x, y = at(0, value)
+        draw.text((x - 45, y - 6), f"{value:.2f}", fill="black")
+    draw.text((left, 12), title, fill="black")
+    draw.text((width // 2 - 60, height - 22), "timestep of the level", fill="black")
+    for index, (name, result) in enumerate(results.items()):
+        colour = PLOT_COLOURS[index % len(PLOT_COLOURS)]
+        points = [at(float(t), float(r)) for t, r in zip(result.timesteps, result.ratio)]
+        draw.line(points, fill=colour, width=2)
+        draw.text((width - right + 15, top + 18 * index), name, fill=colour)
+    image.save(path)
+
+
+def learned(args: argparse.Namespace) -> None:
+    """The default model's rel_mse per configuration, with the Gaussian closed form beside it."""
+    from fifo_core.api import load_backbone
+    from fifo_shapes.rel_mse import backbone_rel_mse, world_clips
+
+    backbone = load_backbone("fifo-shapes", {"device": args.device})
+    clips, captions = world_clips(args.clips, args.window, args.seed)
+    conditioning = [backbone.encode_prompt(text) for text in captions]
+    gaussian = {rho: GaussianAR1Backbone(rho=rho, denoiser="single-level", channels=1, downsample=1) for rho in (0.9, 0.99)}
+    probes = " ".join(f"{'t~' + str(t):>7}" for t in PROBE_TIMESTEPS)
+    print(f"rel_mse, fifo-shapes on {args.clips} clips of its world, f={args.window}, seed={args.seed}, device {args.device}")
+    print(f"{'configuration':<22}{'S':>4} {'mean':>6} {'max':>6} {probes} {'<1':>5} {'AR(1) 0.9':>10} {'AR(1) 0.99':>11}")
+    results = {}
+    for partitions, lookahead in LEARNED_CONFIGURATIONS:
+        layout = QueueLayout(args.window, partitions, lookahead)
+        result = backbone_rel_mse(backbone, layout, clips, conditioning, seed=args.seed)
+        results[_name(partitions, lookahead)] = result
+        closed = [float(exact_rel_mse(model, layout, model.schedule.grid(layout.num_levels)).ratio.mean()) for model in gaussian.values()]
+        print(f"{_name(partitions, lookahead):<22}{layout.num_levels:>4} {_row(result.ratio, result.timesteps)} {closed[0]:10.3f} {closed[1]:11.3f}", flush=True)
+    if args.plot:
+        plot(results, args.plot, f"rel_mse of fifo-shapes, {args.clips} clips, f={args.window}")
+        print(f"wrote {args.plot}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,27 +109,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rho", type=float, default=0.9, help="AR(1) coefficient (strong dependence shows the gap best)")
     parser.add_argument("--window", "-f", type=int, default=8, help="window f")
     parser.add_argument("--draws", type=int, default=4096, help="Monte-Carlo windows per level")
+    parser.add_argument("--learned", action="store_true", help="measure the default model (fifo-shapes) on clips of its world")
+    parser.add_argument("--clips", type=int, default=64, help="with --learned: clips of the world per level")
+    parser.add_argument("--device", default="cpu", help="with --learned: the model's torch device")
+    parser.add_argument("--plot", metavar="PNG", help="also draw rel_mse against timestep into this PNG file")
     args = parser.parse_args(argv)
     # Thousands of tiny matrix products: extra intra-op threads only spin on a shared machine.
     torch.set_num_threads(1)
     began = time.perf_counter()
+    if args.learned:
+        learned(args)
+        print(f"({time.perf_counter() - began:.1f} s)")
+        return
     backbone = GaussianAR1Backbone(rho=args.rho, denoiser="single-level", channels=1, downsample=1)
     probes = " ".join(f"{'t~' + str(t):>7}" for t in PROBE_TIMESTEPS)
     print(f"rel_mse, single-level AR(1) backbone, rho={args.rho}, f={args.window}, {args.draws} draws/level, seed={args.seed}")
     print(f"{'configuration':<22}{'S':>4} {'mean':>6} {'max':>6} {probes} {'<1':>5} {'exact':>6}")
+    results = {}
     for partitions, lookahead in CONFIGURATIONS:
         layout = QueueLayout(args.window, partitions, lookahead)
         grid = backbone.schedule.grid(layout.num_levels)
         result = monte_carlo_rel_mse(backbone, layout, grid, args.draws, args.seed)
-        ratio = result.ratio
-        at = [float(ratio[(result.timesteps - t).abs().argmin()]) for t in PROBE_TIMESTEPS]
+        results[_name(partitions, lookahead)] = result
         exact = float(exact_rel_mse(backbone, layout, grid).ratio.mean())
-        name = f"n={partitions} {'lookahead' if lookahead else 'no lookahead'}"
-        print(
-            f"{name:<22}{layout.num_levels:>4} {float(ratio.mean()):6.3f} {float(ratio.max()):6.3f} "
-            + " ".join(f"{value:7.3f}" for value in at)
-            + f" {float((ratio < 1).double().mean()):5.2f} {exact:6.3f}"
-        )
+        print(f"{_name(partitions, lookahead):<22}{layout.num_levels:>4} {_row(result.ratio, result.timesteps)} {exact:6.3f}")
+    if args.plot:
+        plot(results, args.plot, f"rel_mse of the single-level AR(1) backbone, rho={args.rho}, f={args.window}")
+        print(f"wrote {args.plot}")
     print(f"({time.perf_counter() - began:.1f} s)")
 
 
