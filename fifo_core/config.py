@@ -29,6 +29,12 @@ else:  # pragma: no cover
 # real video without a download (docs/default-model.md).
 DEFAULT_BACKBONE = "fifo-shapes"
 
+# Bounds that catch typos and overflow, not taste: published models use guidance up to about 20,
+# and an infinite or 1e308 scale turns every frame black. DDIM's eta above 1 asks for more noise
+# than the step removes (the square root in its sigma goes negative).
+MAX_GUIDANCE = 100.0
+MAX_FPS = 1000.0
+
 
 class TimedPrompt(BaseModel):
     """A prompt in force from output frame ``start`` on."""
@@ -88,19 +94,19 @@ class RunConfig(BaseModel):
     partitions: int | None = Field(default=None, ge=1, description="latent partitions n")
     window: int | None = Field(default=None, ge=1, description="window f in latent frames")
     lookahead: bool | None = Field(default=None, description="lookahead denoising")
-    guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance; 1 disables it")
+    guidance_scale: float | None = Field(default=None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="classifier-free guidance; 1 disables it")
     sampler: SamplerName | None = None
-    eta: float | None = Field(default=None, ge=0, description="DDIM stochasticity (ddim sampler only)")
+    eta: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, description="DDIM stochasticity (ddim sampler only)")
     timestep_spacing: TimestepSpacing | None = None
     seed: int = Field(default=0, ge=0, description="the seed alone determines the output")
-    fps: float | None = Field(default=None, gt=0, description="frame rate of the sinks")
+    fps: float | None = Field(default=None, gt=0, le=MAX_FPS, allow_inf_nan=False, description="frame rate of the sinks")
     height: int | None = Field(default=None, gt=0)
     width: int | None = Field(default=None, gt=0)
     start: QueueStart | None = Field(
         default=None, description="queue start: 'ramp' (pure noise) or 'clip' (one ordinary clip first, as the reference); default: the backbone's"
     )
     start_guidance_scale: float | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False,
         description="guidance for the first clip of the 'clip' start (it sets the scene the queue continues); default: the backbone's, else guidance_scale",
     )
     max_batch: int | None = Field(default=None, ge=1, description="most window rows per model call")
@@ -198,8 +204,10 @@ _FIXES = {
     "partitions": "pass a positive whole number with --n",
     "window": "pass a positive whole number with --f",
     "seed": "pass a whole number >= 0 with --seed",
-    "fps": "pass a positive frame rate with --fps",
-    "guidance_scale": "pass a number >= 0 with --guidance (1 turns guidance off)",
+    "fps": f"pass a positive frame rate up to {MAX_FPS:g} with --fps",
+    "guidance_scale": f"pass a number from 0 to {MAX_GUIDANCE:g} with --guidance (1 turns guidance off)",
+    "start_guidance_scale": f"pass a number from 0 to {MAX_GUIDANCE:g} with --start-guidance",
+    "eta": "pass a number from 0 (deterministic DDIM) to 1 (DDPM-like) with --eta",
     "sinks": "give each output once with --sink",
     "prompt": "pass the prompt as the first argument",
 }
