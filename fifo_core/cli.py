@@ -18,7 +18,7 @@ from fifo_core.config import json_schema, load_config_file
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import FifoError
 from fifo_core.plugins import default_plugins
-from fifo_core.sink import SinkFailure
+from fifo_core.sink import SinkFailure, redact_target
 from fifo_core.stopping import StopRequest
 
 EXIT_CONFIG_ERROR = 2
@@ -157,7 +157,17 @@ def _report(summary: RunSummary) -> None:
     if summary.interrupted:
         click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(f"wrote {summary.frames} frames to {', '.join(summary.config.sinks)} ({rate})", err=True)
+    click.echo(f"{_outcome(summary)} ({rate})", err=True)
+
+
+def _outcome(summary: RunSummary) -> str:
+    """Where the frames went: only the sinks that hold them, then the failed ones by name."""
+    failed = [target for target in summary.config.sinks if any(failure.target == target for failure in summary.sink_failures)]
+    kept = [redact_target(target) for target in summary.config.sinks if target not in failed]
+    outcome = f"wrote {summary.frames} frames to {', '.join(kept)}" if kept else f"made {summary.frames} frames but no sink kept them"
+    if failed:
+        outcome += f"; failed: {', '.join(redact_target(target) for target in failed)} (see the warnings above)"
+    return outcome
 
 
 @main.command("generate")

@@ -129,7 +129,9 @@ class RunConfig(BaseModel):
     def _sinks_distinct(cls, sinks: list[str]) -> list[str]:
         repeated = sorted({sink for sink in sinks if sinks.count(sink) > 1})
         if repeated:
-            raise ValueError(f"the sink target {repeated[0]!r} is given twice; each --sink needs its own target")
+            from fifo_core.sink import redact_target
+
+            raise ValueError(f"the sink target {redact_target(repeated[0])!r} is given twice; each --sink needs its own target")
         return sinks
 
     @property

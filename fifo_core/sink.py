@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from typing import ClassVar
 import numpy as np
 
 from fifo_core.errors import SinkError
+
+
+def redact_target(target: str) -> str:
+    """``target`` as it may be shown: a URL loses any ``user:password@`` and its last path part
+    (``rtmp://host/live/secret`` -> ``rtmp://host/live/***``), since stream keys and credentials
+    are passwords. Files and folders are shown as given."""
+    if "://" not in target:
+        return target
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # not parseable: hide whatever follows the last slash
+        head, _, key = target.rpartition("/")
+        return f"{head}/***" if key and "//" in head else target
+    head, _, key = parts.path.rpartition("/")
+    netloc = parts.netloc.rpartition("@")[2]
+    if not head or not key:
+        return f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{parts.scheme}://{netloc}{head}/***"
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,9 @@ class SinkFailure:
     frames_written: int
 
     def describe(self) -> str:
-        return f"{self.sink} sink {self.target!r} failed after {self.frames_written} frames: {self.error}"
+        shown = redact_target(self.target)
+        reason = str(self.error).replace(self.target, shown)
+        return f"{self.sink} sink {shown!r} failed after {self.frames_written} frames: {reason}"
 
 
 _CLOSE = object()

@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, urlsplit
 import numpy as np
 
 from fifo_core.errors import SinkError
-from fifo_core.sink import Sink, SinkSettings
+from fifo_core.sink import Sink, SinkSettings, redact_target
 from fifo_sinks._ffmpeg import EncoderProcess, check_fps, even_size_filter, keyframe_interval, raw_rgb_input
 
 log = logging.getLogger(__name__)
@@ -315,13 +315,4 @@ def check_url(target: str) -> SplitResult:
 
 def redact_stream_key(target: str) -> str:
     """``rtmp://host/live/secret`` -> ``rtmp://host/live/***``: stream keys are passwords."""
-    try:
-        parts = urlsplit(target)
-    except ValueError:  # not parseable: hide whatever follows the last slash
-        head, _, key = target.rpartition("/")
-        return f"{head}/***" if key and "//" in head else target
-    head, _, key = parts.path.rpartition("/")
-    if not head or not key:
-        return target
-    netloc = parts.netloc.rpartition("@")[2]  # drop any user:password@ as well
-    return f"{parts.scheme}://{netloc}{head}/***"
+    return redact_target(target)
