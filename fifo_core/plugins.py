@@ -28,6 +28,7 @@ from fifo_core.errors import ConfigError, PluginError
 from fifo_core.sink import Sink, SinkSpec
 
 ENTRY_POINT_GROUP = "fifo_diffusion"
+DISTRIBUTION = "fifo-diffusion"  # entry points of this distribution are the built-ins
 PLUGINS_ENV = "FIFO_DIFFUSION_PLUGINS"
 hookimpl = pluggy.HookimplMarker("fifo_diffusion")
 
@@ -61,6 +62,7 @@ class Plugins:
         self.manager = pluggy.PluginManager("fifo_diffusion")
         self.manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
+        self.built_in: set[str] = set()
         self._backbones: dict[str, BackboneSpec] | None = None
         self._sinks: list[SinkSpec] | None = None
         if load_entry_points:
@@ -78,8 +80,13 @@ class Plugins:
                 continue
             try:
                 self.register(entry_point.load(), name=entry_point.name)
-            except Exception as error:  # noqa: BLE001 - a broken plugin must not take the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a broken plugin, even one calling sys.exit(), must not take the others down
                 self.failures.append(PluginFailure(f"{entry_point.name} ({entry_point.value})", error))
+                continue
+            if getattr(entry_point.dist, "name", None) == DISTRIBUTION:
+                self.built_in.add(entry_point.name)
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module (tests use this; nothing needs installing)."""
@@ -107,7 +114,9 @@ class Plugins:
         for implementation in getattr(self.manager.hook, hook_name).get_hookimpls():
             try:
                 call(implementation.function, implementation.plugin_name)
-            except Exception as error:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - as in _load_entry_points
                 self.failures.append(PluginFailure(implementation.plugin_name, error))
 
     # -- backbones -------------------------------------------------------------------------
@@ -127,18 +136,32 @@ class Plugins:
                     description: str = "",
                     aliases: Iterable[str] = (),
                 ) -> None:
+                    spec = BackboneSpec(name, factory, defaults, options, description, tuple(aliases), plugin)
                     if name in found:
-                        raise PluginError(
-                            f"backbone name {name!r} is registered by both {found[name].plugin!r} and {plugin!r}; "
-                            "uninstall one of them or rename the backbone"
-                        )
-                    found[name] = BackboneSpec(name, factory, defaults, options, description, tuple(aliases), plugin)
+                        spec = self._settle_name_clash(name, found[name], spec)
+                    found[name] = spec
 
                 function(register=register)
 
             self._each_implementation("register_backbones", collect)
             self._backbones = dict(sorted(found.items()))
         return self._backbones
+
+    def _settle_name_clash(self, name: str, earlier: BackboneSpec, later: BackboneSpec) -> BackboneSpec:
+        """Which of two backbones registered as ``name`` is kept: a built-in always, else the
+        first; the other is recorded as a failure of its plugin (the rest of it still loads)."""
+        kept, skipped = (later, earlier) if later.plugin in self.built_in and earlier.plugin not in self.built_in else (earlier, later)
+        owner = f"the built-in plugin {kept.plugin!r}" if kept.plugin in self.built_in else repr(kept.plugin)
+        self.failures.append(
+            PluginFailure(
+                skipped.plugin,
+                PluginError(
+                    f"backbone name {name!r} is registered by both {owner} and {skipped.plugin!r}; "
+                    f"{skipped.plugin!r}'s backbone is skipped: rename it in that plugin, or uninstall one of them"
+                ),
+            )
+        )
+        return kept
 
     def backbone(self, name: str) -> BackboneSpec:
         """The backbone registered as ``name`` or one of its aliases, or a :class:`ConfigError`."""
@@ -152,8 +175,10 @@ class Plugins:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         listing = ", ".join(sorted(specs)) or "none (is fifo-diffusion installed with its entry points?)"
+        broken = sorted({failure.plugin for failure in self.failures})
+        failed = f" (plugins that failed to load: {', '.join(broken)})" if broken else ""
         raise ConfigError(
-            f"unknown backbone {name!r}; {hint}installed backbones: {listing}. "
+            f"unknown backbone {name!r}; {hint}installed backbones: {listing}{failed}. "
             "Run `fifo-diffusion backbones` to list them",
             field="backbone",
         )
@@ -205,6 +230,9 @@ class Plugins:
         self.manager.hook.on_run_end(summary=summary)
 
     def report_failures(self, stream: Any = None) -> None:
+        # registration is lazy; run it now so that name clashes are among the failures reported
+        self.backbones()
+        self.sinks()
         for failure in self.failures:
             print(f"warning: {failure.describe()}", file=stream or sys.stderr)
 
