@@ -214,19 +214,15 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
         if not prompts:
             raise FifoError(f"{prompts_file} holds no prompts; write one prompt per line", field="prompts_file")
         values = _settings(config_file, options, sinks, flags)
-        targets = values.get("sinks", [])
-        if not targets or not all("{index" in target for target in targets):
-            raise FifoError(
-                "each --sink of generate-many needs an {index} placeholder so videos do not overwrite each other, "
-                "for example --sink 'videos/{index:03d}.mp4'",
-                field="sinks",
-            )
+        targets_per_video = _targets_for_each_video(values.get("sinks", []), len(prompts))
         configs = [
-            RunConfig.parse(values | {"prompt": prompt, "sinks": [target.format(index=index) for target in targets]})
-            for index, prompt in enumerate(prompts)
+            RunConfig.parse(values | {"prompt": prompt, "sinks": targets})
+            for prompt, targets in zip(prompts, targets_per_video)
         ]
         group = WindowGroup.from_environment()
         rank, world = (group.rank, group.world_size) if group else (0, 1)
+        where = f"[rank {rank}] " if group is not None else ""  # only torchrun runs several processes
+        any_sink_failed = False
         stop = StopRequest()
         try:
             with stop.on_signals():
@@ -234,13 +230,41 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
                     summary = _run(config, None, quiet, stop)
                     if summary.interrupted:
                         _report(summary)
-                    click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+                    any_sink_failed |= bool(summary.sink_failures)
+                    click.echo(f"{where}{config.prompt!s}: {_outcome(summary)}", err=True)
         finally:
             if group is not None:
                 # Ranks have different amounts of work, so none waits for the others here.
                 group.close(wait_for_others=False)
     except FifoError as error:
         _fail(error)
+    if any_sink_failed:
+        sys.exit(1)
+
+
+def _targets_for_each_video(patterns: list[str], videos: int) -> list[list[str]]:
+    """The sink targets of each video from the ``--sink`` patterns of generate-many; every
+    pattern must give each video a target of its own."""
+    example = "for example --sink 'videos/{index:03d}.mp4'"
+    if not patterns:
+        raise FifoError(f"generate-many needs a --sink pattern with an {{index}} placeholder, {example}", field="sinks")
+    for pattern in patterns:
+        shown = redact_target(pattern)
+        try:
+            first, second = pattern.format(index=0), pattern.format(index=1)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise FifoError(
+                f"the --sink pattern {shown!r} cannot be filled in ({type(error).__name__}: {error}); "
+                f"the only placeholder is {{index}}, optionally formatted as {{index:03d}}; write a literal brace as {{{{ or }}}}, {example}",
+                field="sinks",
+            ) from None
+        if first == second:
+            raise FifoError(
+                f"the --sink pattern {shown!r} gives every video the same target {redact_target(first)!r}, so they would "
+                f"overwrite each other; put an {{index}} placeholder in it (not {{{{index}}}}), {example}",
+                field="sinks",
+            )
+    return [[pattern.format(index=index) for pattern in patterns] for index in range(videos)]
 
 
 @main.command("backbones")

@@ -124,6 +124,14 @@ class RunConfig(BaseModel):
             raise ValueError("the prompt is empty; describe the video to generate")
         return value
 
+    @field_validator("frames", "partitions", "window", "seed", "height", "width", "max_batch", mode="before")
+    @classmethod
+    def _counts_are_not_booleans(cls, value: Any) -> Any:
+        # pydantic reads true as 1; a count written as true is a mistake, not one frame
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {str(value).lower()}")
+        return value
+
     @field_validator("sinks")
     @classmethod
     def _sinks_distinct(cls, sinks: list[str]) -> list[str]:

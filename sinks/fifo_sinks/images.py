@@ -14,6 +14,7 @@ import numpy as np
 
 from fifo_core.errors import SinkError
 from fifo_core.sink import Sink, SinkSettings
+from fifo_sinks._files import nearest_existing_ancestor
 
 FRAME_PATTERN = "frame_*.png"
 
@@ -50,7 +51,7 @@ class ImageSequenceSink(Sink):
                 )
             writable_folder = folder
         else:
-            writable_folder = _nearest_existing_ancestor(folder)
+            writable_folder = nearest_existing_ancestor(folder)
             if not writable_folder.is_dir():
                 raise SinkError(
                     f"images sink cannot create the folder {target!r}: {str(writable_folder)!r} is a file, not a folder"
@@ -75,9 +76,3 @@ class ImageSequenceSink(Sink):
     def _close(self) -> None:
         pass  # every frame is complete on disk as soon as _write returns
 
-
-def _nearest_existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path

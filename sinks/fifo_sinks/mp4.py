@@ -22,6 +22,7 @@ import numpy as np
 
 from fifo_core.errors import SinkError
 from fifo_core.sink import Sink, SinkSettings
+from fifo_sinks._files import check_can_create_folder
 from fifo_sinks._ffmpeg import EncoderProcess, check_fps, even_size_filter, keyframe_interval, raw_rgb_input
 
 
@@ -57,23 +58,12 @@ class Mp4Sink(Sink):
                 f"mp4 sink target {target!r} is a directory; give a file name such as {str(path / 'video.mp4')!r}, "
                 "or end the target with '/' to write a PNG sequence into it"
             )
-        parent = path.parent
-        if not parent.exists():
-            raise SinkError(
-                f"mp4 sink cannot write {target!r}: its folder {str(parent)!r} does not exist; "
-                f"create it first (mkdir -p {str(parent)!r})"
-            )
-        if not parent.is_dir():
-            raise SinkError(f"mp4 sink cannot write {target!r}: {str(parent)!r} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise SinkError(
-                f"mp4 sink cannot write {target!r}: the folder {str(parent)!r} is not writable by this user; "
-                "choose another folder or change its permissions"
-            )
+        check_can_create_folder(path.parent, cls.name, target)  # created, with its parents, at the first frame
         if path.exists() and not os.access(path, os.W_OK):
             raise SinkError(f"mp4 sink cannot replace {target!r}: the file is read-only; choose another name")
 
     def _open(self, height: int, width: int) -> None:
+        Path(self.target).parent.mkdir(parents=True, exist_ok=True)
         self._encoder = EncoderProcess(
             [
                 *raw_rgb_input(height, width, self.settings.fps),
