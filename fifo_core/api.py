@@ -27,7 +27,7 @@ from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError, SinkError
 from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler, IterationEvent
-from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
+from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, reserve_targets
 from fifo_core.stopping import RunStopped, StopRequest
 
 __all__ = [
@@ -186,7 +186,7 @@ def generate(
     spec: BackboneSpec = plugins.backbone(config.backbone)
     run = config.resolve(spec.defaults)
     timeline = _timeline(config, plugins)
-    settings = SinkSettings(fps=run.fps)
+    settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)
     chosen = _check_sinks(config, plugins, settings)
     if group is not None and not group.is_main:
         chosen = []
@@ -196,6 +196,10 @@ def generate(
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
         sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
+        try:
+            reserve_targets(sinks)  # another run may have taken a target since the checks
+        except SinkError as error:
+            raise ConfigError(str(error), field="sinks") from None
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
         began = time.perf_counter()
         try:

@@ -102,6 +102,7 @@ def _run_options(command):
         click.option("--max-batch", type=int, help="Most window rows per model call (caps memory)."),
         click.option("--overlap-decode/--no-overlap-decode", default=None, help="Decode on a thread of its own, overlapping denoising (default: on for CUDA)."),
         click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable."),
+        click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output file instead of refusing it."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):

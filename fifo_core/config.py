@@ -114,6 +114,7 @@ class RunConfig(BaseModel):
         default=None, description="decode frames on a thread of their own, overlapping denoising; default: on for CUDA backbones"
     )
     sinks: list[str] = Field(default_factory=list, description="output targets: file.mp4, folder/, rtmp://...")
+    overwrite: bool = Field(default=False, description="replace an existing output file instead of refusing it")
 
     @field_validator("prompt", mode="before")
     @classmethod

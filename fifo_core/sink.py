@@ -47,6 +47,7 @@ class SinkSettings:
     """What every sink is told about the video."""
 
     fps: float = 8.0
+    overwrite: bool = False  # replace an existing output file instead of refusing it
 
 
 class Sink(ABC):
@@ -64,6 +65,11 @@ class Sink(ABC):
     @classmethod
     def check_target(cls, target: str, settings: SinkSettings) -> None:
         """Raise :class:`SinkError` when ``target`` cannot be written; create nothing."""
+
+    def reserve(self) -> None:
+        """Claim the target against other runs, just before generation starts; raise
+        :class:`SinkError` when another run holds it. Nothing by default (a stream can have
+        several writers); file sinks take a lock they release in ``_close``."""
 
     def write(self, frame: np.ndarray) -> None:
         """Append one RGB frame ``'h w 3'`` uint8."""
@@ -134,6 +140,20 @@ class SinkFailure:
         shown = redact_target(self.target)
         reason = str(self.error).replace(self.target, shown)
         return f"{self.sink} sink {shown!r} failed after {self.frames_written} frames: {reason}"
+
+
+def reserve_targets(sinks: Sequence[Sink]) -> None:
+    """:meth:`Sink.reserve` every sink, or none: on a refusal the ones already reserved are
+    closed (releasing their claim) and the refusal is raised."""
+    reserved: list[Sink] = []
+    try:
+        for sink in sinks:
+            sink.reserve()
+            reserved.append(sink)
+    except BaseException:
+        for sink in reserved:
+            sink.close()
+        raise
 
 
 _CLOSE = object()
