@@ -25,6 +25,7 @@ from fifo_core.backbone import Backbone, BackboneSpec
 from fifo_core.config import PromptTimeline, ResolvedRun, RunConfig
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError, SinkError
+from fifo_core.memory import check_run_fits
 from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler, IterationEvent
 from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, reserve_targets
@@ -105,6 +106,7 @@ def _sampler(
     on_iteration: Callable[[IterationEvent], None] | None,
     group: WindowGroup | None = None,
 ) -> FifoSampler:
+    _check_fits(config, run, backbone)
     return FifoSampler(
         backbone,
         timeline,
@@ -124,6 +126,14 @@ def _sampler(
         on_iteration=on_iteration,
         group=group,
     )
+
+
+def _check_fits(config: RunConfig, run: ResolvedRun, backbone: Backbone) -> None:
+    """Refuse a run that cannot fit in memory before the sampler allocates its queue."""
+    windows = len(run.layout.windows) * (1 if run.guidance_scale == 1 else 2)
+    rows = windows if config.max_batch is None else min(windows, config.max_batch)
+    latent_shape = tuple(backbone.latent_shape(run.height, run.width))
+    check_run_fits(backbone, latent_shape, run.layout.length, rows, run.layout.window)
 
 
 def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: Backbone | None = None) -> Iterator[np.ndarray]:

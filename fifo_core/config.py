@@ -34,6 +34,7 @@ DEFAULT_BACKBONE = "fifo-shapes"
 # than the step removes (the square root in its sigma goes negative).
 MAX_GUIDANCE = 100.0
 MAX_FPS = 1000.0
+MAX_SIDE = 8192  # above 8K video; larger sides are typos that would exhaust any machine's memory
 
 
 class TimedPrompt(BaseModel):
@@ -100,8 +101,8 @@ class RunConfig(BaseModel):
     timestep_spacing: TimestepSpacing | None = None
     seed: int = Field(default=0, ge=0, description="the seed alone determines the output")
     fps: float | None = Field(default=None, gt=0, le=MAX_FPS, allow_inf_nan=False, description="frame rate of the sinks")
-    height: int | None = Field(default=None, gt=0)
-    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0, le=MAX_SIDE, description="video height in pixels")
+    width: int | None = Field(default=None, gt=0, le=MAX_SIDE, description="video width in pixels")
     start: QueueStart | None = Field(
         default=None, description="queue start: 'ramp' (pure noise) or 'clip' (one ordinary clip first, as the reference); default: the backbone's"
     )
@@ -220,6 +221,8 @@ _FIXES = {
     "start_guidance_scale": f"pass a number from 0 to {MAX_GUIDANCE:g} with --start-guidance",
     "eta": "pass a number from 0 (deterministic DDIM) to 1 (DDPM-like) with --eta",
     "sinks": "give each output once with --sink",
+    "height": f"pass a height from 1 to {MAX_SIDE} pixels with --height (the backbone's default when left out)",
+    "width": f"pass a width from 1 to {MAX_SIDE} pixels with --width (the backbone's default when left out)",
     "prompt": "pass the prompt as the first argument",
 }
 

@@ -115,6 +115,12 @@ class ShapesBackbone:
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         step = 4 * self.upscale  # the U-Net halves 32 twice (pixel unshuffle, one down level)
+        if height != width:
+            raise ConfigError(
+                f"fifo-shapes makes square video only (its world wraps round a square), got {width}x{height}; "
+                f"pass equal --height and --width, e.g. {32 * self.upscale}",
+                field="height",
+            )
         if height % step or width % step:
             raise ConfigError(
                 f"height and width must be multiples of {step} for fifo-shapes with upscale {self.upscale}, got {width}x{height}; "
