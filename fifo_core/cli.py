@@ -15,13 +15,14 @@ import click
 
 from fifo_core.api import FrameEvent, RunConfig, RunSummary, generate
 from fifo_core.config import json_schema, load_config_file
-from fifo_core.distributed import WindowGroup
+from fifo_core.distributed import WindowGroup, describe_lost_group, is_collective_failure
 from fifo_core.errors import FifoError
 from fifo_core.plugins import default_plugins
 from fifo_core.sink import SinkFailure, redact_target
 from fifo_core.stopping import StopRequest
 
 EXIT_CONFIG_ERROR = 2
+EXIT_RUN_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -104,6 +105,10 @@ def _run_options(command):
         click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable."),
         click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output file instead of refusing it."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option(
+            "--collective-timeout", "collective_timeout", type=click.FloatRange(min=1, max=86400), default=600.0, show_default=True,
+            metavar="SECONDS", help="Under torchrun: how long a rank waits for the others before the run ends naming the lost rank.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -146,8 +151,12 @@ def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, sto
         return _run(config, None, quiet, stop)
     try:
         summary = _run(config, group, quiet, stop)
-    except BaseException:
+    except BaseException as error:
+        lost = describe_lost_group(group, error) if is_collective_failure(error) else None  # while the store is still there
         group.close(wait_for_others=False)
+        if lost is not None:
+            click.echo(f"\nerror: {lost}", err=True)
+            sys.exit(EXIT_RUN_FAILED)
         raise
     group.close(wait_for_others=not summary.interrupted)
     return summary
@@ -174,7 +183,10 @@ def _outcome(summary: RunSummary) -> str:
 @main.command("generate")
 @click.argument("prompt", required=False)
 @_run_options
-def generate_command(prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+def generate_command(
+    prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, collective_timeout: float,
+    **flags: Any,
+) -> None:
     """Generate a video for PROMPT into one or more sinks.
 
     Under torchrun, every process shares each iteration's windows and rank 0 writes the sinks.
@@ -186,7 +198,7 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
         if "prompt" not in values:
             raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
         config = RunConfig.parse(values)
-        group = WindowGroup.from_environment()  # set up by torchrun; None for one process
+        group = WindowGroup.from_environment(timeout_s=collective_timeout)  # set up by torchrun; None for one process
         stop = StopRequest()
         with stop.on_signals():  # Ctrl-C and SIGTERM end the run cleanly, keeping every frame
             summary = _run_in_group(config, group, quiet, stop)
@@ -202,7 +214,10 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
 @main.command("generate-many")
 @click.argument("prompts_file", type=click.Path(dir_okay=False))
 @_run_options
-def generate_many_command(prompts_file: str, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+def generate_many_command(
+    prompts_file: str, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, collective_timeout: float,
+    **flags: Any,
+) -> None:
     """One video per line of PROMPTS_FILE; sink targets take {index} (and {index:03d}).
 
     Under torchrun the prompts are spread over the processes, one whole video each.
@@ -220,7 +235,7 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
             RunConfig.parse(values | {"prompt": prompt, "sinks": targets})
             for prompt, targets in zip(prompts, targets_per_video)
         ]
-        group = WindowGroup.from_environment()
+        group = WindowGroup.from_environment(timeout_s=collective_timeout)
         rank, world = (group.rank, group.world_size) if group else (0, 1)
         where = f"[rank {rank}] " if group is not None else ""  # only torchrun runs several processes
         any_sink_failed = False
