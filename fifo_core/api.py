@@ -155,6 +155,25 @@ def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) ->
     return chosen
 
 
+def _check_sinks_together(
+    config: RunConfig, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None
+) -> list[tuple[SinkSpec, str]]:
+    """:func:`_check_sinks` on every rank, and no rank goes on until all have checked: rank 0
+    locks (and may create) the outputs right after, which a slower rank would otherwise see as
+    another run's. A refusal on any rank is a refusal on all of them."""
+    if group is None:
+        return _check_sinks(config, plugins, settings)
+    try:
+        chosen, refusal = _check_sinks(config, plugins, settings), None
+    except ConfigError as error:
+        chosen, refusal = [], error
+    if group.any(refusal is not None) and refusal is None:
+        refusal = ConfigError("another rank refused the sinks; its error says why", field="sinks")
+    if refusal is not None:
+        raise refusal
+    return chosen
+
+
 def _stoppable(
     on_iteration: Callable[[IterationEvent], None], stop: StopRequest | None, group: WindowGroup | None
 ) -> Callable[[IterationEvent], None]:
@@ -197,7 +216,7 @@ def generate(
     run = config.resolve(spec.defaults)
     timeline = _timeline(config, plugins)
     settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)
-    chosen = _check_sinks(config, plugins, settings)
+    chosen = _check_sinks_together(config, plugins, settings, group)
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
