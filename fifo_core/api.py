@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from fifo_core.backbone import Backbone, BackboneSpec
-from fifo_core.config import PromptTimeline, RunConfig
+from fifo_core.config import PromptTimeline, RunConfig, RunSettings
 from fifo_core.distributed import WindowGroup
 from fifo_core.errors import ConfigError, SinkError
-from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.events import FrameEvent, IterationEvent, RunSummary
+from fifo_core.memory import check_run_fits
+from fifo_core.plugins import Plugins, default_plugins
 from fifo_core.sampling import FifoSampler
-from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec
+from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, reserve_targets
 from fifo_core.stopping import RunStopped, StopRequest
 
 __all__ = [
@@ -68,7 +69,22 @@ def make_sampler(
     plugins = plugins or default_plugins()
     spec = plugins.backbone(config.backbone)
     settings = config.resolve(spec.defaults, _timeline(config, plugins))
-    return FifoSampler(backbone or spec.create(config.backbone_options), settings, on_iteration=on_iteration, group=group)
+    return _sampler(backbone or spec.create(config.backbone_options), settings, on_iteration, group)
+
+
+def _sampler(
+    backbone: Backbone, settings: RunSettings, on_iteration: Callable[[IterationEvent], None] | None, group: WindowGroup | None
+) -> FifoSampler:
+    _check_fits(settings, backbone)
+    return FifoSampler(backbone, settings, on_iteration=on_iteration, group=group)
+
+
+def _check_fits(settings: RunSettings, backbone: Backbone) -> None:
+    """Refuse a run that cannot fit in memory before the sampler allocates its queue."""
+    windows = len(settings.layout.windows) * (1 if settings.guidance_scale == 1 else 2)
+    rows = windows if settings.max_batch is None else min(windows, settings.max_batch)
+    latent_shape = tuple(backbone.latent_shape(settings.height, settings.width))
+    check_run_fits(backbone, latent_shape, settings.layout.length, rows, settings.layout.window)
 
 
 def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: Backbone | None = None) -> Iterator[np.ndarray]:
@@ -87,6 +103,25 @@ def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) ->
         except SinkError as error:
             raise ConfigError(str(error), field="sinks") from None
         chosen.append((spec, target))
+    return chosen
+
+
+def _check_sinks_together(
+    config: RunConfig, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None
+) -> list[tuple[SinkSpec, str]]:
+    """:func:`_check_sinks` on every rank, and no rank goes on until all have checked: rank 0
+    locks (and may create) the outputs right after, which a slower rank would otherwise see as
+    another run's. A refusal on any rank is a refusal on all of them."""
+    if group is None:
+        return _check_sinks(config, plugins, settings)
+    try:
+        chosen, refusal = _check_sinks(config, plugins, settings), None
+    except ConfigError as error:
+        chosen, refusal = [], error
+    if group.any(refusal is not None) and refusal is None:
+        refusal = ConfigError("another rank refused the sinks; its error says why", field="sinks")
+    if refusal is not None:
+        raise refusal
     return chosen
 
 
@@ -130,16 +165,20 @@ def generate(
     plugins = plugins or default_plugins()
     spec: BackboneSpec = plugins.backbone(config.backbone)
     run = config.resolve(spec.defaults, _timeline(config, plugins))
-    settings = SinkSettings(fps=run.fps)
-    chosen = _check_sinks(config, plugins, settings)
+    settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)
+    chosen = _check_sinks_together(config, plugins, settings, group)
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(config.backbone_options)
-    sampler = FifoSampler(backbone, run, on_iteration=_stoppable(plugins.on_iteration, stop, group), group=group)
+    sampler = _sampler(backbone, run, _stoppable(plugins.on_iteration, stop, group), group)
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
         sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
+        try:
+            reserve_targets(sinks)  # another run may have taken a target since the checks
+        except SinkError as error:
+            raise ConfigError(str(error), field="sinks") from None
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
         began = time.perf_counter()
         try:

@@ -16,13 +16,14 @@ import click
 
 from fifo_core.api import FrameEvent, RunConfig, RunSummary, generate
 from fifo_core.config import json_schema, load_config_file
-from fifo_core.distributed import WindowGroup
+from fifo_core.distributed import WindowGroup, describe_lost_group, is_collective_failure
 from fifo_core.errors import FifoError
 from fifo_core.plugins import default_plugins
-from fifo_core.sink import SinkFailure
+from fifo_core.sink import SinkFailure, redact_target
 from fifo_core.stopping import StopRequest
 
 EXIT_CONFIG_ERROR = 2
+EXIT_RUN_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -110,7 +111,12 @@ def _run_options(command):
         click.option("--max-batch", type=int, help="Most window rows per model call (caps memory)."),
         click.option("--overlap-decode/--no-overlap-decode", default=None, help="Decode on a thread of its own, overlapping denoising (default: on for CUDA)."),
         click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable."),
+        click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output file instead of refusing it."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option(
+            "--collective-timeout", "collective_timeout", type=click.FloatRange(min=1, max=86400), default=600.0, show_default=True,
+            metavar="SECONDS", help="Under torchrun: how long a rank waits for the others before the run ends naming the lost rank.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -153,8 +159,12 @@ def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, sto
         return _run(config, None, quiet, stop)
     try:
         summary = _run(config, group, quiet, stop)
-    except BaseException:
+    except BaseException as error:
+        lost = describe_lost_group(group, error) if is_collective_failure(error) else None  # while the store is still there
         group.close(wait_for_others=False)
+        if lost is not None:
+            click.echo(f"\nerror: {lost}", err=True)
+            sys.exit(EXIT_RUN_FAILED)
         raise
     group.close(wait_for_others=not summary.interrupted)
     return summary
@@ -165,13 +175,26 @@ def _report(summary: RunSummary) -> None:
     if summary.interrupted:
         click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(f"wrote {summary.frames} frames to {', '.join(summary.config.sinks)} ({rate})", err=True)
+    click.echo(f"{_outcome(summary)} ({rate})", err=True)
+
+
+def _outcome(summary: RunSummary) -> str:
+    """Where the frames went: only the sinks that hold them, then the failed ones by name."""
+    failed = [target for target in summary.config.sinks if any(failure.target == target for failure in summary.sink_failures)]
+    kept = [redact_target(target) for target in summary.config.sinks if target not in failed]
+    outcome = f"wrote {summary.frames} frames to {', '.join(kept)}" if kept else f"made {summary.frames} frames but no sink kept them"
+    if failed:
+        outcome += f"; failed: {', '.join(redact_target(target) for target in failed)} (see the warnings above)"
+    return outcome
 
 
 @main.command("generate")
 @click.argument("prompt", required=False)
 @_run_options
-def generate_command(prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+def generate_command(
+    prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, collective_timeout: float,
+    **flags: Any,
+) -> None:
     """Generate a video for PROMPT into one or more sinks.
 
     Under torchrun, every process shares each iteration's windows and rank 0 writes the sinks.
@@ -183,7 +206,7 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
         if "prompt" not in values:
             raise FifoError("no prompt given; pass it as the first argument or set `prompt` in --config", field="prompt")
         config = RunConfig.parse(values)
-        group = WindowGroup.from_environment()  # set up by torchrun; None for one process
+        group = WindowGroup.from_environment(timeout_s=collective_timeout)  # set up by torchrun; None for one process
         stop = StopRequest()
         with stop.on_signals():  # Ctrl-C and SIGTERM end the run cleanly, keeping every frame
             summary = _run_in_group(config, group, quiet, stop)
@@ -199,7 +222,10 @@ def generate_command(prompt: str | None, config_file: str | None, options: tuple
 @main.command("generate-many")
 @click.argument("prompts_file", type=click.Path(dir_okay=False))
 @_run_options
-def generate_many_command(prompts_file: str, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, **flags: Any) -> None:
+def generate_many_command(
+    prompts_file: str, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, collective_timeout: float,
+    **flags: Any,
+) -> None:
     """One video per line of PROMPTS_FILE; sink targets take {index} (and {index:03d}).
 
     Under torchrun the prompts are spread over the processes, one whole video each.
@@ -212,19 +238,15 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
         if not prompts:
             raise FifoError(f"{prompts_file} holds no prompts; write one prompt per line", field="prompts_file")
         values = _settings(config_file, options, sinks, flags)
-        targets = values.get("sinks", [])
-        if not targets or not all("{index" in target for target in targets):
-            raise FifoError(
-                "each --sink of generate-many needs an {index} placeholder so videos do not overwrite each other, "
-                "for example --sink 'videos/{index:03d}.mp4'",
-                field="sinks",
-            )
+        targets_per_video = _targets_for_each_video(values.get("sinks", []), len(prompts))
         configs = [
-            RunConfig.parse(values | {"prompt": prompt, "sinks": [target.format(index=index) for target in targets]})
-            for index, prompt in enumerate(prompts)
+            RunConfig.parse(values | {"prompt": prompt, "sinks": targets})
+            for prompt, targets in zip(prompts, targets_per_video)
         ]
-        group = WindowGroup.from_environment()
+        group = WindowGroup.from_environment(timeout_s=collective_timeout)
         rank, world = (group.rank, group.world_size) if group else (0, 1)
+        where = f"[rank {rank}] " if group is not None else ""  # only torchrun runs several processes
+        any_sink_failed = False
         stop = StopRequest()
         try:
             with stop.on_signals():
@@ -232,13 +254,41 @@ def generate_many_command(prompts_file: str, config_file: str | None, options: t
                     summary = _run(config, None, quiet, stop)
                     if summary.interrupted:
                         _report(summary)
-                    click.echo(f"[rank {rank}] {config.prompt!s}: wrote {summary.frames} frames to {', '.join(config.sinks)}", err=True)
+                    any_sink_failed |= bool(summary.sink_failures)
+                    click.echo(f"{where}{config.prompt!s}: {_outcome(summary)}", err=True)
         finally:
             if group is not None:
                 # Ranks have different amounts of work, so none waits for the others here.
                 group.close(wait_for_others=False)
     except FifoError as error:
         _fail(error)
+    if any_sink_failed:
+        sys.exit(1)
+
+
+def _targets_for_each_video(patterns: list[str], videos: int) -> list[list[str]]:
+    """The sink targets of each video from the ``--sink`` patterns of generate-many; every
+    pattern must give each video a target of its own."""
+    example = "for example --sink 'videos/{index:03d}.mp4'"
+    if not patterns:
+        raise FifoError(f"generate-many needs a --sink pattern with an {{index}} placeholder, {example}", field="sinks")
+    for pattern in patterns:
+        shown = redact_target(pattern)
+        try:
+            first, second = pattern.format(index=0), pattern.format(index=1)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise FifoError(
+                f"the --sink pattern {shown!r} cannot be filled in ({type(error).__name__}: {error}); "
+                f"the only placeholder is {{index}}, optionally formatted as {{index:03d}}; write a literal brace as {{{{ or }}}}, {example}",
+                field="sinks",
+            ) from None
+        if first == second:
+            raise FifoError(
+                f"the --sink pattern {shown!r} gives every video the same target {redact_target(first)!r}, so they would "
+                f"overwrite each other; put an {{index}} placeholder in it (not {{{{index}}}}), {example}",
+                field="sinks",
+            )
+    return [[pattern.format(index=index) for pattern in patterns] for index in range(videos)]
 
 
 @main.command("backbones")

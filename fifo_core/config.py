@@ -27,6 +27,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+# Bounds that catch typos and overflow, not taste: published models use guidance up to about 20,
+# and an infinite or 1e308 scale turns every frame black. DDIM's eta above 1 asks for more noise
+# than the step removes (the square root in its sigma goes negative).
+MAX_GUIDANCE = 100.0
+MAX_FPS = 1000.0
+MAX_SIDE = 8192  # above 8K video; larger sides are typos that would exhaust any machine's memory
+
 
 class TimedPrompt(BaseModel):
     """A prompt in force from output frame ``start`` on."""
@@ -89,19 +96,19 @@ class RunConfig(BaseModel):
     partitions: int | None = Field(default=None, ge=1, description="latent partitions n")
     window: int | None = Field(default=None, ge=1, description="window f in latent frames")
     lookahead: bool | None = Field(default=None, description="lookahead denoising")
-    guidance_scale: float | None = Field(default=None, ge=0, description="classifier-free guidance; 1 disables it")
+    guidance_scale: float | None = Field(default=None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description="classifier-free guidance; 1 disables it")
     sampler: SamplerName | None = None
-    eta: float | None = Field(default=None, ge=0, description="DDIM stochasticity (ddim sampler only)")
+    eta: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, description="DDIM stochasticity (ddim sampler only)")
     timestep_spacing: TimestepSpacing | None = None
     seed: int = Field(default=0, ge=0, description="the seed alone determines the output")
-    fps: float | None = Field(default=None, gt=0, description="frame rate of the sinks")
-    height: int | None = Field(default=None, gt=0)
-    width: int | None = Field(default=None, gt=0)
+    fps: float | None = Field(default=None, gt=0, le=MAX_FPS, allow_inf_nan=False, description="frame rate of the sinks")
+    height: int | None = Field(default=None, gt=0, le=MAX_SIDE, description="video height in pixels")
+    width: int | None = Field(default=None, gt=0, le=MAX_SIDE, description="video width in pixels")
     start: StartName | None = Field(
         default=None, description="queue start: 'ramp' (pure noise) or 'clip' (one ordinary clip first, as the reference); default: the backbone's"
     )
     start_guidance_scale: float | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False,
         description="guidance for the first clip of the 'clip' start (it sets the scene the queue continues); default: the backbone's, else guidance_scale",
     )
     max_batch: int | None = Field(default=None, ge=1, description="most window rows per model call")
@@ -109,6 +116,7 @@ class RunConfig(BaseModel):
         default=None, description="decode frames on a thread of their own, overlapping denoising; default: on for CUDA backbones"
     )
     sinks: list[str] = Field(default_factory=list, description="output targets: file.mp4, folder/, rtmp://...")
+    overwrite: bool = Field(default=False, description="replace an existing output file instead of refusing it")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -119,12 +127,22 @@ class RunConfig(BaseModel):
             raise ValueError("the prompt is empty; describe the video to generate")
         return value
 
+    @field_validator("frames", "partitions", "window", "seed", "height", "width", "max_batch", mode="before")
+    @classmethod
+    def _counts_are_not_booleans(cls, value: Any) -> Any:
+        # pydantic reads true as 1; a count written as true is a mistake, not one frame
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {str(value).lower()}")
+        return value
+
     @field_validator("sinks")
     @classmethod
     def _sinks_distinct(cls, sinks: list[str]) -> list[str]:
         repeated = sorted({sink for sink in sinks if sinks.count(sink) > 1})
         if repeated:
-            raise ValueError(f"the sink target {repeated[0]!r} is given twice; each --sink needs its own target")
+            from fifo_core.sink import redact_target
+
+            raise ValueError(f"the sink target {redact_target(repeated[0])!r} is given twice; each --sink needs its own target")
         return sinks
 
     @property
@@ -233,9 +251,13 @@ _FIXES = {
     "partitions": "pass a positive whole number with --n",
     "window": "pass a positive whole number with --f",
     "seed": "pass a whole number >= 0 with --seed",
-    "fps": "pass a positive frame rate with --fps",
-    "guidance_scale": "pass a number >= 0 with --guidance (1 turns guidance off)",
+    "fps": f"pass a positive frame rate up to {MAX_FPS:g} with --fps",
+    "guidance_scale": f"pass a number from 0 to {MAX_GUIDANCE:g} with --guidance (1 turns guidance off)",
+    "start_guidance_scale": f"pass a number from 0 to {MAX_GUIDANCE:g} with --start-guidance",
+    "eta": "pass a number from 0 (deterministic DDIM) to 1 (DDPM-like) with --eta",
     "sinks": "give each output once with --sink",
+    "height": f"pass a height from 1 to {MAX_SIDE} pixels with --height (the backbone's default when left out)",
+    "width": f"pass a width from 1 to {MAX_SIDE} pixels with --width (the backbone's default when left out)",
     "prompt": "pass the prompt as the first argument",
 }
 

@@ -36,6 +36,7 @@ from fifo_core.hookspecs import hookimpl
 from fifo_core.sink import Sink, SinkSpec
 
 ENTRY_POINT_GROUP = "fifo_diffusion"
+DISTRIBUTION = "fifo-diffusion"  # entry points of this distribution are the built-ins
 PLUGINS_ENV = "FIFO_DIFFUSION_PLUGINS"
 BACKBONE_ENV = "FIFO_DIFFUSION_BACKBONE"
 __all__ = ["BACKBONE_ENV", "ENTRY_POINT_GROUP", "PLUGINS_ENV", "PluginFailure", "Plugins", "default_plugins", "hookimpl"]
@@ -70,6 +71,7 @@ class Plugins:
         self.manager = pluggy.PluginManager("fifo_diffusion")
         self.manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
+        self.built_in: set[str] = set()
         self._backbones: dict[str, BackboneSpec] | None = None
         self._declared_defaults: list[BackboneSpec] = []
         self._sinks: list[SinkSpec] | None = None
@@ -88,8 +90,13 @@ class Plugins:
                 continue
             try:
                 self.register(entry_point.load(), name=entry_point.name)
-            except Exception as error:  # noqa: BLE001 - a broken plugin must not take the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - a broken plugin, even one calling sys.exit(), must not take the others down
                 self.failures.append(PluginFailure(f"{entry_point.name} ({entry_point.value})", error))
+                continue
+            if getattr(entry_point.dist, "name", None) == DISTRIBUTION:
+                self.built_in.add(entry_point.name)
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module (tests use this; nothing needs installing)."""
@@ -117,7 +124,9 @@ class Plugins:
         for implementation in getattr(self.manager.hook, hook_name).get_hookimpls():
             try:
                 call(implementation.function, implementation.plugin_name)
-            except Exception as error:  # noqa: BLE001
+            except KeyboardInterrupt:
+                raise
+            except BaseException as error:  # noqa: BLE001 - as in _load_entry_points
                 self.failures.append(PluginFailure(implementation.plugin_name, error))
 
     # -- backbones -------------------------------------------------------------------------
@@ -131,21 +140,34 @@ class Plugins:
             def collect(function: Callable[..., Any], plugin: str) -> None:
                 # hookspecs.RegisterBackbone: BackboneSpec's fields check the other keywords
                 def register(name: str, factory: Callable[..., Backbone], *, aliases: Iterable[str] = (), default: bool = False, **spec: Any) -> None:
-                    if name in found:
-                        raise PluginError(
-                            f"backbone name {name!r} is registered by both {found[name].plugin!r} and {plugin!r}; "
-                            "uninstall one of them or rename the backbone"
-                        )
-                    found[name] = BackboneSpec(name, factory, aliases=tuple(aliases), plugin=plugin, **spec)
+                    entry = BackboneSpec(name, factory, aliases=tuple(aliases), plugin=plugin, **spec)
                     if default:
-                        declared_defaults.append(found[name])
+                        declared_defaults.append(entry)
+                    found[name] = self._settle_name_clash(name, found[name], entry) if name in found else entry
 
                 function(register=register)
 
             self._each_implementation("register_backbones", collect)
             self._backbones = dict(sorted(found.items()))
-            self._declared_defaults = declared_defaults
+            # a default whose name clash was settled against it is no longer registered
+            self._declared_defaults = [spec for spec in declared_defaults if found.get(spec.name) is spec]
         return self._backbones
+
+    def _settle_name_clash(self, name: str, earlier: BackboneSpec, later: BackboneSpec) -> BackboneSpec:
+        """Which of two backbones registered as ``name`` is kept: a built-in always, else the
+        first; the other is recorded as a failure of its plugin (the rest of it still loads)."""
+        kept, skipped = (later, earlier) if later.plugin in self.built_in and earlier.plugin not in self.built_in else (earlier, later)
+        owner = f"the built-in plugin {kept.plugin!r}" if kept.plugin in self.built_in else repr(kept.plugin)
+        self.failures.append(
+            PluginFailure(
+                skipped.plugin,
+                PluginError(
+                    f"backbone name {name!r} is registered by both {owner} and {skipped.plugin!r}; "
+                    f"{skipped.plugin!r}'s backbone is skipped: rename it in that plugin, or uninstall one of them"
+                ),
+            )
+        )
+        return kept
 
     def default_backbone(self) -> str:
         """The backbone a run that names none uses: ``FIFO_DIFFUSION_BACKBONE`` when set, else the
@@ -185,8 +207,10 @@ class Plugins:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         listing = ", ".join(sorted(specs)) or "none (is fifo-diffusion installed with its entry points?)"
+        broken = sorted({failure.plugin for failure in self.failures})
+        failed = f" (plugins that failed to load: {', '.join(broken)})" if broken else ""
         raise ConfigError(
-            f"unknown backbone {name!r}; {hint}installed backbones: {listing}. "
+            f"unknown backbone {name!r}; {hint}installed backbones: {listing}{failed}. "
             "Run `fifo-diffusion backbones` to list them",
             field="backbone",
         )
@@ -238,6 +262,9 @@ class Plugins:
         self.manager.hook.on_run_end(summary=summary)
 
     def report_failures(self, stream: Any = None) -> None:
+        # registration is lazy; run it now so that name clashes are among the failures reported
+        self.backbones()
+        self.sinks()
         for failure in self.failures:
             print(f"warning: {failure.describe()}", file=stream or sys.stderr)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,30 @@ import numpy as np
 from fifo_core.errors import SinkError
 
 
+def redact_target(target: str) -> str:
+    """``target`` as it may be shown: a URL loses any ``user:password@`` and its last path part
+    (``rtmp://host/live/secret`` -> ``rtmp://host/live/***``), since stream keys and credentials
+    are passwords. Files and folders are shown as given."""
+    if "://" not in target:
+        return target
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # not parseable: hide whatever follows the last slash
+        head, _, key = target.rpartition("/")
+        return f"{head}/***" if key and "//" in head else target
+    head, _, key = parts.path.rpartition("/")
+    netloc = parts.netloc.rpartition("@")[2]
+    if not head or not key:
+        return f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{parts.scheme}://{netloc}{head}/***"
+
+
 @dataclass(frozen=True)
 class SinkSettings:
     """What every sink is told about the video."""
 
     fps: float = 8.0
+    overwrite: bool = False  # replace an existing output file instead of refusing it
 
 
 class Sink(ABC):
@@ -45,6 +65,11 @@ class Sink(ABC):
     @classmethod
     def check_target(cls, target: str, settings: SinkSettings) -> None:
         """Raise :class:`SinkError` when ``target`` cannot be written; create nothing."""
+
+    def reserve(self) -> None:
+        """Claim the target against other runs, just before generation starts; raise
+        :class:`SinkError` when another run holds it. Nothing by default (a stream can have
+        several writers); file sinks take a lock they release in ``_close``."""
 
     def write(self, frame: np.ndarray) -> None:
         """Append one RGB frame ``'h w 3'`` uint8."""
@@ -112,7 +137,23 @@ class SinkFailure:
     frames_written: int
 
     def describe(self) -> str:
-        return f"{self.sink} sink {self.target!r} failed after {self.frames_written} frames: {self.error}"
+        shown = redact_target(self.target)
+        reason = str(self.error).replace(self.target, shown)
+        return f"{self.sink} sink {shown!r} failed after {self.frames_written} frames: {reason}"
+
+
+def reserve_targets(sinks: Sequence[Sink]) -> None:
+    """:meth:`Sink.reserve` every sink, or none: on a refusal the ones already reserved are
+    closed (releasing their claim) and the refusal is raised."""
+    reserved: list[Sink] = []
+    try:
+        for sink in sinks:
+            sink.reserve()
+            reserved.append(sink)
+    except BaseException:
+        for sink in reserved:
+            sink.close()
+        raise
 
 
 _CLOSE = object()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import importlib
 import re
+import socket
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -101,6 +102,8 @@ class ComponentLoader:
         try:
             return cls.from_pretrained(source, **where, **common, **kwargs)
         except (OSError, ValueError, EnvironmentError) as error:
+            if hub_unreachable(error):
+                raise offline_error(source) from None
             raise ConfigError(
                 f"could not load the {name!r} component ({cls.__name__}) from {source!r}"
                 f"{' subfolder ' + repr(name) if where else ''}: {' '.join(str(error).split())[:400]}. "
@@ -124,6 +127,8 @@ class ComponentLoader:
                 source, **where, revision=self.options.revision, local_files_only=self.options.local_files_only
             )
         except (OSError, ValueError) as error:
+            if hub_unreachable(error):
+                raise offline_error(source) from None
             raise ConfigError(
                 f"could not read the scheduler config from {source!r}"
                 f"{' subfolder scheduler' if where else ''}: {' '.join(str(error).split())[:300]}. "
@@ -139,6 +144,29 @@ class ComponentLoader:
 
 
 _PREDICTION_TYPES = {"epsilon": "epsilon", "v_prediction": "v_prediction", "sample": "sample", "flow_prediction": "flow"}
+
+
+def hub_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` was caused by no connection to the hub: huggingface_hub reports that as
+    a file missing from the local cache, with the network error (or offline mode) underneath."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+            return True
+        if any(kind.__name__ in ("ConnectError", "NetworkError", "ConnectTimeout") for kind in type(error).__mro__):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def offline_error(source: str) -> ConfigError:
+    return ConfigError(
+        f"could not reach the Hugging Face hub for {source!r}: no network (or HF_HUB_OFFLINE is set), and it is not "
+        f"in the local cache. Connect to the network, or download it where there is one "
+        f"(huggingface-cli download {source} --local-dir FOLDER), copy the folder here and pass --model FOLDER",
+        field="backbone_options",
+    )
 
 
 def schedule_from_scheduler(scheduler: Any, shift: float | None = None) -> NoiseSchedule:

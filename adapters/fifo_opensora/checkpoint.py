@@ -14,19 +14,14 @@ from typing import Any
 import torch
 
 from fifo_core.errors import ConfigError
+from fifo_core.weight_files import load_safetensors, load_torch_pickle
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SHARD_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise ConfigError(
-            f"reading {path} needs the safetensors package: pip install 'fifo-diffusion[opensora]'", field="backbone_options"
-        ) from None
-    return load_file(str(path))
+    return load_safetensors(path, extra="opensora")
 
 
 def read_weights(folder: Path, *, layout: str) -> dict[str, torch.Tensor]:
@@ -37,7 +32,7 @@ def read_weights(folder: Path, *, layout: str) -> dict[str, torch.Tensor]:
     if (folder / WEIGHT_FILES[0]).is_file():
         return _load_safetensors(folder / WEIGHT_FILES[0])
     if (folder / WEIGHT_FILES[1]).is_file():
-        state = torch.load(folder / WEIGHT_FILES[1], map_location="cpu", weights_only=True)
+        state = load_torch_pickle(folder / WEIGHT_FILES[1])
         return state.get("state_dict", state)
     raise ConfigError(
         f"{folder} holds no weights: expected {WEIGHT_FILES[0]} (or {WEIGHT_FILES[1]}, or shards listed in {SHARD_INDEX}); "

@@ -36,6 +36,7 @@ TRACKER_WEIGHTS_DIR = WEIGHTS_DIR / "tracker"
 WEIGHTS_FILE = "shapes.safetensors"
 CONFIG_FILE = "config.json"
 UPSCALE = 4
+DEFAULT_THREADS = 1
 
 # Speed decides n and guidance: every output frame costs 2 * n windows of f frames with lookahead
 # (twice that with guidance), and the model must stream at least 8 frames/s on two CPU cores
@@ -64,7 +65,10 @@ class ShapesOptions(BaseModel):
     weights: str | None = Field(default=None, description="folder with shapes.safetensors and config.json; the shipped weights when unset")
     device: str = Field(default="cpu", description="torch device")
     upscale: int = Field(default=UPSCALE, ge=1, description="video pixels per world pixel along each side")
-    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch (torch's default when unset)")
+    # One thread by default: measured on a shared 2-core machine, one thread made 3.7 to 8.5
+    # frames/s and two threads 0.5 to 14, collapsing whenever anything else ran, and one thread
+    # leaves a core to the MP4 encoder (README, docs/performance.md).
+    threads: int | None = Field(default=DEFAULT_THREADS, ge=1, description="CPU threads for torch; unset (null) keeps torch's default, one per core")
 
 
 def load_model(folder: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ShapesModel, dict]:
@@ -110,7 +114,7 @@ class ShapesBackbone:
     name = "fifo-shapes"
     shipped_weights = WEIGHTS_DIR
 
-    def __init__(self, weights: str | None = None, device: str = "cpu", upscale: int = UPSCALE, threads: int | None = None, *, model: ShapesModel | None = None) -> None:
+    def __init__(self, weights: str | None = None, device: str = "cpu", upscale: int = UPSCALE, threads: int | None = DEFAULT_THREADS, *, model: ShapesModel | None = None) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
@@ -120,6 +124,12 @@ class ShapesBackbone:
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         step = 4 * self.upscale  # the U-Net halves 32 twice (pixel unshuffle, one down level)
+        if height != width:
+            raise ConfigError(
+                f"fifo-shapes makes square video only (its world wraps round a square), got {width}x{height}; "
+                f"pass equal --height and --width, e.g. {32 * self.upscale}",
+                field="height",
+            )
         if height % step or width % step:
             raise ConfigError(
                 f"height and width must be multiples of {step} for fifo-shapes with upscale {self.upscale}, got {width}x{height}; "

@@ -15,7 +15,6 @@ lists what is missing, unexpected or misshapen, and names the variant the file l
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from fifo_core.errors import ConfigError
+from fifo_core.weight_files import WeightFileError, load_safetensors, load_torch_pickle
 from fifo_videocrafter.config import ARCHITECTURES, VideoCrafterArchitecture
 from fifo_videocrafter.schedule import checkpoint_buffers, mismatched_buffers
 from fifo_videocrafter.text import OpenClipTextEncoder
@@ -36,11 +36,14 @@ _CHECKPOINT_NAMES = ("model.safetensors", "model.ckpt")
 _LISTED = 8
 
 
+CHECKPOINT_FIELD = "backbone_options.checkpoint"
+
+
 class CheckpointError(ConfigError):
     """A checkpoint file is missing, unreadable or does not match the architecture."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, field="backbone_options.checkpoint")
+        super().__init__(message, field=CHECKPOINT_FIELD)
 
 
 @dataclass
@@ -100,14 +103,13 @@ def find_checkpoint_file(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The flat state dict of a checkpoint file, without executing any code from it."""
     path = find_checkpoint_file(path)
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("reading .safetensors needs safetensors; pip install 'fifo-diffusion[videocrafter]'") from error
-        state = load_file(str(path))
-    else:
-        state = _load_pickle(path)
+    try:
+        if path.suffix == ".safetensors":
+            state = load_safetensors(path, field=CHECKPOINT_FIELD, extra="videocrafter")
+        else:
+            state = load_torch_pickle(path, field=CHECKPOINT_FIELD)
+    except WeightFileError as error:
+        raise CheckpointError(str(error)) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
@@ -116,24 +118,6 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             "is it a VideoCrafter model.ckpt?"
         )
     return state
-
-
-def _load_pickle(path: Path) -> object:
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{str(path)!r} holds Python objects besides tensors, which are not loaded for safety "
-            f"({' '.join(str(error).split())[:200]}). In an environment you trust, convert it once: "
-            "python -c \"import torch, safetensors.torch as s; d = torch.load('model.ckpt', weights_only=False); "
-            "d = d.get('state_dict', d); s.save_file({k: v.contiguous() for k, v in d.items()}, 'model.safetensors')\" "
-            "and pass the .safetensors file"
-        ) from None
 
 
 def _listing(keys: list[str]) -> str:

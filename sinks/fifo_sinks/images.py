@@ -7,6 +7,7 @@ leaves a truncated ``frame_*.png`` behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import numpy as np
 
 from fifo_core.errors import SinkError
 from fifo_core.sink import Sink, SinkSettings
+from fifo_sinks._files import OutputLock, busy_error, held_by_another_run, nearest_existing_ancestor
 
 FRAME_PATTERN = "frame_*.png"
+LOCK_NAME = ".fifo-diffusion.lock"
 
 
 def frame_name(index: int) -> str:
@@ -25,7 +28,8 @@ def frame_name(index: int) -> str:
 class ImageSequenceSink(Sink):
     """Write numbered PNGs into the folder ``target``, created (with its parents) at the first frame.
 
-    A folder that already holds ``frame_*.png`` files is refused, so two runs never mix.
+    A folder that already holds ``frame_*.png`` files is refused, so two runs never mix, and
+    while the sink is open another run cannot write into it (:meth:`reserve` locks it).
     """
 
     name = "images"
@@ -34,6 +38,8 @@ class ImageSequenceSink(Sink):
     def __init__(self, target: str, settings: SinkSettings) -> None:
         super().__init__(target, settings)
         self.folder = Path(target)
+        self._lock: OutputLock | None = None
+        self._created_folder = False
 
     @classmethod
     def check_target(cls, target: str, settings: SinkSettings) -> None:
@@ -43,6 +49,8 @@ class ImageSequenceSink(Sink):
                 raise SinkError(
                     f"images sink target {target!r} is a file; give a folder (ending in '/') for the PNG frames"
                 )
+            if held_by_another_run(folder / LOCK_NAME):
+                raise busy_error(cls.name, target)
             if next(folder.glob(FRAME_PATTERN), None) is not None:
                 raise SinkError(
                     f"images sink folder {target!r} already holds frame_*.png files from an earlier run; "
@@ -50,7 +58,7 @@ class ImageSequenceSink(Sink):
                 )
             writable_folder = folder
         else:
-            writable_folder = _nearest_existing_ancestor(folder)
+            writable_folder = nearest_existing_ancestor(folder)
             if not writable_folder.is_dir():
                 raise SinkError(
                     f"images sink cannot create the folder {target!r}: {str(writable_folder)!r} is a file, not a folder"
@@ -59,6 +67,16 @@ class ImageSequenceSink(Sink):
             raise SinkError(
                 f"images sink cannot write into {target!r}: {str(writable_folder)!r} is not writable by this user; "
                 "choose another folder or change its permissions"
+            )
+
+    def reserve(self) -> None:
+        self._created_folder = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = OutputLock(self.folder / LOCK_NAME, exclusive_create=False, sink=self.name, target=self.target)
+        if next(self.folder.glob(FRAME_PATTERN), None) is not None:  # a run that ended since check_target
+            self._close()
+            raise SinkError(
+                f"images sink folder {self.target!r} got frame_*.png files from another run meanwhile; choose a new folder"
             )
 
     def _open(self, height: int, width: int) -> None:
@@ -73,11 +91,13 @@ class ImageSequenceSink(Sink):
         os.replace(partial, final)
 
     def _close(self) -> None:
-        pass  # every frame is complete on disk as soon as _write returns
+        # every frame is complete on disk as soon as _write returns; only the lock is left
+        if self._lock is None:
+            return
+        (self.folder / LOCK_NAME).unlink(missing_ok=True)
+        self._lock.release()
+        self._lock = None
+        if self._created_folder and self.frames_written == 0:
+            with contextlib.suppress(OSError):  # not empty after all: keep it
+                self.folder.rmdir()
 
-
-def _nearest_existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path

@@ -22,13 +22,15 @@ import numpy as np
 
 from fifo_core.errors import SinkError
 from fifo_core.sink import Sink, SinkSettings
+from fifo_sinks._files import OutputLock, busy_error, check_can_create_folder, held_by_another_run
 from fifo_sinks._ffmpeg import EncoderProcess, check_fps, even_size_filter, keyframe_interval, raw_rgb_input
 
 
 class Mp4Sink(Sink):
     """Write an H.264/yuv420p MP4 to ``target``; odd frame sides are padded by one black pixel.
 
-    An existing file at ``target`` is replaced. Encoder quality can be tuned in a subclass through
+    An existing file at ``target`` is refused unless ``settings.overwrite``; while the sink is
+    open, another run cannot write the same file (:meth:`reserve` locks it). Encoder quality can be tuned in a subclass through
     ``crf`` (lower is better, 0-51) and ``preset`` (x264's speed/size trade-off).
     """
 
@@ -42,6 +44,8 @@ class Mp4Sink(Sink):
         super().__init__(target, settings)
         self._encoder: EncoderProcess | None = None
         self._encoder_failure_raised = False
+        self._lock: OutputLock | None = None
+        self._created_by_reserve = False
 
     @property
     def encoder_pid(self) -> int | None:
@@ -57,23 +61,23 @@ class Mp4Sink(Sink):
                 f"mp4 sink target {target!r} is a directory; give a file name such as {str(path / 'video.mp4')!r}, "
                 "or end the target with '/' to write a PNG sequence into it"
             )
-        parent = path.parent
-        if not parent.exists():
-            raise SinkError(
-                f"mp4 sink cannot write {target!r}: its folder {str(parent)!r} does not exist; "
-                f"create it first (mkdir -p {str(parent)!r})"
-            )
-        if not parent.is_dir():
-            raise SinkError(f"mp4 sink cannot write {target!r}: {str(parent)!r} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise SinkError(
-                f"mp4 sink cannot write {target!r}: the folder {str(parent)!r} is not writable by this user; "
-                "choose another folder or change its permissions"
-            )
+        check_can_create_folder(path.parent, cls.name, target)  # created, with its parents, at the first frame
+        if held_by_another_run(path):
+            raise busy_error(cls.name, target)
+        if path.exists() and not settings.overwrite:
+            raise SinkError(f"mp4 sink target {target!r} already exists; pass --overwrite to replace it, or choose another name")
         if path.exists() and not os.access(path, os.W_OK):
             raise SinkError(f"mp4 sink cannot replace {target!r}: the file is read-only; choose another name")
 
+    def reserve(self) -> None:
+        path = Path(self.target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        self._lock = OutputLock(path, exclusive_create=not self.settings.overwrite, sink=self.name, target=self.target)
+        self._created_by_reserve = not existed
+
     def _open(self, height: int, width: int) -> None:
+        Path(self.target).parent.mkdir(parents=True, exist_ok=True)
         self._encoder = EncoderProcess(
             [
                 *raw_rgb_input(height, width, self.settings.fps),
@@ -105,6 +109,15 @@ class Mp4Sink(Sink):
             ) from None
 
     def _close(self) -> None:
+        try:
+            self._finish_encoder()
+        finally:
+            if self._lock is not None:
+                if self._encoder is None and self._created_by_reserve:
+                    Path(self.target).unlink(missing_ok=True)  # no frame came: leave no empty file
+                self._lock.release()
+
+    def _finish_encoder(self) -> None:
         if self._encoder is None:
             return  # no frame came, so no file was started
         status = self._encoder.finish(timeout=self.close_timeout_s)

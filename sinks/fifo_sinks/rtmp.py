@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, urlsplit
 import numpy as np
 
 from fifo_core.errors import SinkError
-from fifo_core.sink import Sink, SinkSettings
+from fifo_core.sink import Sink, SinkSettings, redact_target
 from fifo_sinks._ffmpeg import EncoderProcess, check_fps, even_size_filter, keyframe_interval, raw_rgb_input
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class RtmpSink(Sink):
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._size: tuple[int, int] = (0, 0)
+        self._sending_since: float | None = None  # when the pacer's current write to ffmpeg began
 
     @property
     def frames_sent(self) -> int:
@@ -122,11 +123,28 @@ class RtmpSink(Sink):
             frame = frame.copy()  # sent later from another thread; the caller may reuse its array
         while True:
             self._raise_if_pacer_stopped()
+            if self._frames.full() and self._connection_stalled():
+                self._drop_oldest()
             try:
                 self._frames.put(frame, timeout=0.25)
                 return
             except queue.Full:
                 continue  # the generator is ahead of real time: wait for the pacer
+
+    def _connection_stalled(self) -> bool:
+        """Whether the pacer has been stuck writing one frame to ffmpeg for a buffer's worth of
+        time: the server stopped reading, and it may take ``stall_timeout_s`` to give up on it."""
+        since = self._sending_since
+        return since is not None and time.monotonic() - since > self.buffer_seconds
+
+    def _drop_oldest(self) -> None:
+        # Live video cannot wait for a silent server any more than for a missing one: the oldest
+        # buffered frame is dropped, so the generator keeps its pace and the others sinks theirs.
+        try:
+            self._frames.get_nowait()
+        except queue.Empty:
+            return
+        self.frames_dropped += 1  # the pacer is blocked in its write, so it is not counting now
 
     def _close(self) -> None:
         if self._pacer is None:
@@ -197,7 +215,12 @@ class RtmpSink(Sink):
 
     def _deliver(self, frame: np.ndarray, fresh: bool) -> None:
         encoder = self._connected_encoder()
-        if encoder is not None and encoder.send_within(frame, self.stall_timeout_s):
+        self._sending_since = time.monotonic()
+        try:
+            sent = encoder is not None and encoder.send_within(frame, self.stall_timeout_s)
+        finally:
+            self._sending_since = None
+        if sent:
             if not fresh:
                 self.frames_repeated += 1
             return
@@ -315,13 +338,4 @@ def check_url(target: str) -> SplitResult:
 
 def redact_stream_key(target: str) -> str:
     """``rtmp://host/live/secret`` -> ``rtmp://host/live/***``: stream keys are passwords."""
-    try:
-        parts = urlsplit(target)
-    except ValueError:  # not parseable: hide whatever follows the last slash
-        head, _, key = target.rpartition("/")
-        return f"{head}/***" if key and "//" in head else target
-    head, _, key = parts.path.rpartition("/")
-    if not head or not key:
-        return target
-    netloc = parts.netloc.rpartition("@")[2]  # drop any user:password@ as well
-    return f"{parts.scheme}://{netloc}{head}/***"
+    return redact_target(target)

@@ -83,7 +83,8 @@ def assert_refused_and_nothing_created(sink_class, target: str, root: Path, *fra
 def test_mp4_target_errors(tmp_path: Path) -> None:
     (tmp_path / "a-folder").mkdir()
     (tmp_path / "a-file").write_text("")
-    assert_refused_and_nothing_created(Mp4Sink, str(tmp_path / "missing" / "v.mp4"), tmp_path, "does not exist", "mkdir -p")
+    Mp4Sink.check_target(str(tmp_path / "missing" / "v.mp4"), SETTINGS)  # a missing folder is created at the first frame
+    assert not (tmp_path / "missing").exists()
     assert_refused_and_nothing_created(Mp4Sink, str(tmp_path / "a-file" / "v.mp4"), tmp_path, "is a file")
     assert_refused_and_nothing_created(Mp4Sink, str(tmp_path / "a-folder"), tmp_path, "is a directory", "video.mp4")
     with pytest.raises(SinkError, match="frame rate above 0"):

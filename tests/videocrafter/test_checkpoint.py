@@ -64,7 +64,7 @@ class _Payload:
     """Anything that is not a tensor, dict or number: ``weights_only`` refuses to build it."""
 
 
-def test_pickled_python_objects_are_refused_with_a_conversion_recipe(state, tmp_path: Path) -> None:
+def test_pickled_python_objects_are_refused_and_a_safetensors_file_asked_for(state, tmp_path: Path) -> None:
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": state, "callbacks": _Payload()}, path)
     with pytest.raises(CheckpointError, match="not loaded for safety.*safetensors"):
