@@ -40,6 +40,12 @@ def _name(partitions: int, lookahead: bool) -> str:
     return f"n={partitions} {'lookahead' if lookahead else 'no lookahead'}"
 
 
+def _header() -> str:
+    """The columns every table starts with; :func:`_row` fills them."""
+    probes = " ".join(f"{'t~' + str(t):>7}" for t in PROBE_TIMESTEPS)
+    return f"{'configuration':<22}{'S':>4} {'mean':>6} {'max':>6} {probes} {'<1':>5}"
+
+
 def _row(ratio: torch.Tensor, timesteps: torch.Tensor) -> str:
     at = [float(ratio[(timesteps - t).abs().argmin()]) for t in PROBE_TIMESTEPS]
     return f"{float(ratio.mean()):6.3f} {float(ratio.max()):6.3f} " + " ".join(f"{value:7.3f}" for value in at) + f" {float((ratio < 1).double().mean()):5.2f}"
@@ -88,9 +94,8 @@ def learned(args: argparse.Namespace) -> None:
     clips, captions = world_clips(args.clips, args.window, args.seed)
     conditioning = [backbone.encode_prompt(text) for text in captions]
     gaussian = {rho: GaussianAR1Backbone(rho=rho, denoiser="single-level", channels=1, downsample=1) for rho in (0.9, 0.99)}
-    probes = " ".join(f"{'t~' + str(t):>7}" for t in PROBE_TIMESTEPS)
     print(f"rel_mse, fifo-shapes on {args.clips} clips of its world, f={args.window}, seed={args.seed}, device {args.device}")
-    print(f"{'configuration':<22}{'S':>4} {'mean':>6} {'max':>6} {probes} {'<1':>5} {'AR(1) 0.9':>10} {'AR(1) 0.99':>11}")
+    print(f"{_header()} {'AR(1) 0.9':>10} {'AR(1) 0.99':>11}")
     results = {}
     for partitions, lookahead in LEARNED_CONFIGURATIONS:
         layout = QueueLayout(args.window, partitions, lookahead)
@@ -122,9 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"({time.perf_counter() - began:.1f} s)")
         return
     backbone = GaussianAR1Backbone(rho=args.rho, denoiser="single-level", channels=1, downsample=1)
-    probes = " ".join(f"{'t~' + str(t):>7}" for t in PROBE_TIMESTEPS)
     print(f"rel_mse, single-level AR(1) backbone, rho={args.rho}, f={args.window}, {args.draws} draws/level, seed={args.seed}")
-    print(f"{'configuration':<22}{'S':>4} {'mean':>6} {'max':>6} {probes} {'<1':>5} {'exact':>6}")
+    print(f"{_header()} {'exact':>6}")
     results = {}
     for partitions, lookahead in CONFIGURATIONS:
         layout = QueueLayout(args.window, partitions, lookahead)
