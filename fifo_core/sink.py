@@ -158,6 +158,11 @@ def reserve_targets(sinks: Sequence[Sink]) -> None:
 
 _CLOSE = object()
 
+# How long a sink's full buffer may hold the run back before that sink is failed: far longer than
+# any healthy write (an encoder's or a network's hiccup), short enough that a hung disk or
+# network share does not stop a long video.
+STALL_TIMEOUT_S = 60.0
+
 
 class _SinkWorker:
     def __init__(self, sink: Sink, buffer_frames: int, report: Callable[[SinkFailure], None]) -> None:
@@ -190,13 +195,38 @@ class _SinkWorker:
         while self.frames.get() is not _CLOSE:
             pass
 
+    def stalled(self, timeout_s: float) -> None:
+        """Fail the sink because its buffer stayed full for ``timeout_s`` seconds."""
+        self._fail(
+            SinkError(
+                f"took no frame for {timeout_s:g} s with its buffer of {self.frames.maxsize} frames full "
+                "(a stalled disk or network?); it is dropped so the run and the other outputs go on, "
+                "and it keeps the frames it had written"
+            )
+        )
+
+    def send_close(self) -> None:
+        """Queue the end marker; a failed sink's unwritten frames are discarded first, so a
+        stalled one cannot block the close."""
+        if self.failed.is_set():
+            try:
+                while True:
+                    self.frames.get_nowait()
+            except queue.Empty:
+                pass
+            self.frames.put_nowait(_CLOSE)  # room: emptied just above, and only the run's thread puts
+            return
+        self.frames.put(_CLOSE)
+
 
 class SinkFanout:
     """Deliver frames to several sinks, isolated from each other.
 
     Each sink gets a thread and a buffer of ``buffer_frames`` frames; :meth:`write` returns as
-    soon as every live sink's buffer has room. Failures are collected in :attr:`failures` and
-    passed to ``on_failure`` as they happen.
+    soon as every live sink's buffer has room. A sink whose buffer stays full for
+    ``stall_timeout_s`` seconds (a hung disk or network share) is failed, so it holds the run back
+    by that long at most, once; :meth:`close` waits for a failed sink's thread no longer than that
+    either. Failures are collected in :attr:`failures` and passed to ``on_failure`` as they happen.
     """
 
     def __init__(
@@ -205,8 +235,10 @@ class SinkFanout:
         *,
         buffer_frames: int = 64,
         on_failure: Callable[[SinkFailure], None] | None = None,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
     ) -> None:
         self.failures: list[SinkFailure] = []
+        self.stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
         self._on_failure = on_failure
         self._workers = [_SinkWorker(sink, buffer_frames, self._record) for sink in sinks]
@@ -227,16 +259,20 @@ class SinkFanout:
         frame.setflags(write=False)  # shared by every sink's thread
         for worker in self._workers:
             if not worker.failed.is_set():
-                worker.frames.put(frame)
+                try:
+                    worker.frames.put(frame, timeout=self.stall_timeout_s)
+                except queue.Full:
+                    worker.stalled(self.stall_timeout_s)
 
     def close(self) -> list[SinkFailure]:
         """Wait until every sink has written its buffer and closed; return the failures."""
         if not self._closed:
             self._closed = True
             for worker in self._workers:
-                worker.frames.put(_CLOSE)
+                worker.send_close()
             for worker in self._workers:
-                worker.thread.join()
+                # a live sink flushes its whole buffer; a failed one may be stuck in a write for good
+                worker.thread.join(timeout=self.stall_timeout_s if worker.failed.is_set() else None)
         return list(self.failures)
 
     def __enter__(self) -> SinkFanout:

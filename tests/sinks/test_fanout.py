@@ -3,6 +3,7 @@ other sink lose or reorder frames; and a real MP4 sink beside them holds every f
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -90,3 +91,38 @@ def test_a_slow_sink_makes_no_other_sink_lose_or_reorder_frames(tmp_path: Path) 
     assert slow.indices == list(range(FRAMES))
     assert fast.indices == list(range(FRAMES))
     assert len(list((tmp_path / "frames").glob("frame_*.png"))) == FRAMES
+
+
+class StalledSink(RecordingSink):
+    """Its first write hangs until ``release`` is set, as a write to a hung disk would."""
+
+    name = "stalled"
+
+    def __init__(self, target: str, settings: SinkSettings) -> None:
+        super().__init__(target, settings)
+        self.release = threading.Event()
+
+    def _write(self, frame: np.ndarray) -> None:
+        self.release.wait()
+        super()._write(frame)
+
+
+@pytest.mark.timeout(30)
+def test_a_stalled_sink_is_dropped_after_its_timeout_and_holds_nobody_back_for_longer() -> None:
+    stalled = StalledSink("hung", SinkSettings())
+    fast = RecordingSink("fast", SinkSettings())
+    reported = []
+    began = time.perf_counter()
+    try:
+        fanout = SinkFanout([stalled, fast], buffer_frames=2, stall_timeout_s=0.5, on_failure=reported.append)
+        for index in range(FRAMES):
+            fanout.write(coded_frame(index))
+        failures = fanout.close()
+        elapsed = time.perf_counter() - began
+    finally:
+        stalled.release.set()  # let its thread finish
+    # one wait of the timeout while the buffer was full, and at most one more at close
+    assert elapsed < 0.5 * 2 + 2.0, elapsed
+    assert fast.indices == list(range(FRAMES)) and fast.closed_cleanly
+    assert [failure.sink for failure in failures] == ["stalled"] == [failure.sink for failure in reported]
+    assert "took no frame for 0.5 s" in str(failures[0].error)
