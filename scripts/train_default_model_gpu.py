@@ -66,7 +66,8 @@ def run_all(commands: dict[str, list[str]], logs: Path) -> dict[str, str]:
 
 
 def seconds_per_step(output: str) -> float | None:
-    """From the training log's 'step N/M loss L T s' lines: the time between the first two."""
+    """From the training log's 'step N/M loss L T s' lines: seconds per step from the first logged
+    step to the last (the first step's start-up left out)."""
     points = [(int(step), float(seconds)) for step, seconds in _LOG_LINE.findall(output)]
     if len(points) < 2:
         return None

@@ -65,9 +65,10 @@ class ShapesOptions(BaseModel):
     weights: str | None = Field(default=None, description="folder with shapes.safetensors and config.json; the shipped weights when unset")
     device: str = Field(default="cpu", description="torch device")
     upscale: int = Field(default=UPSCALE, ge=1, description="video pixels per world pixel along each side")
-    # One thread by default: measured on a shared 2-core machine, one thread made 3.7 to 8.5
-    # frames/s and two threads 0.5 to 14, collapsing whenever anything else ran, and one thread
-    # leaves a core to the MP4 encoder (README, docs/performance.md).
+    # One thread by default: on a shared 2-core machine two threads collapsed whenever anything
+    # else ran (0.5 to 14 frames/s with the tracker model, 2.0 to 19.1 with today's), while one
+    # thread held steady and leaves a core to the MP4 encoder (docs/performance.md,
+    # docs/default-model.md).
     threads: int | None = Field(default=DEFAULT_THREADS, ge=1, description="CPU threads for torch; unset (null) keeps torch's default, one per core")
 
 
