@@ -13,22 +13,28 @@ output is created, so a bad configuration leaves nothing behind.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fifo_core.backbone import Backbone, BackboneSpec
+from fifo_core.backbone import Backbone, BackboneSpec, FrameDecoder
 from fifo_core.config import PromptTimeline, RunConfig, RunSettings
+from fifo_core.decoding import BackgroundDecoder, decoder_state, frame_stream, load_decoder_state, saves_state
 from fifo_core.distributed import WindowGroup
-from fifo_core.errors import ConfigError, SinkError
+from fifo_core.errors import ConfigError, NumericalError, SinkError
 from fifo_core.events import FrameEvent, IterationEvent, RunSummary
+from fifo_core.init_clip import check_can_encode, check_init_file, encode_init, init_frames
 from fifo_core.memory import check_run_fits
 from fifo_core.plugins import Plugins, default_plugins
-from fifo_core.sampling import FifoSampler
-from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, reserve_targets
+from fifo_core.sampling import FifoSampler, SamplerPosition
+from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, redact_target, reserve_targets
+from fifo_core.state import RunState, SinkPosition, backbone_fingerprint, check_new_state_folder, check_same_backbone, load_state, save_state
 from fifo_core.stopping import RunStopped, StopRequest
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "iter_frames",
     "load_backbone",
     "make_sampler",
+    "resume",
 ]
 
 
@@ -76,7 +83,12 @@ def _sampler(
     backbone: Backbone, settings: RunSettings, on_iteration: Callable[[IterationEvent], None] | None, group: WindowGroup | None
 ) -> FifoSampler:
     _check_fits(settings, backbone)
-    return FifoSampler(backbone, settings, on_iteration=on_iteration, group=group)
+    sampler = FifoSampler(backbone, settings, on_iteration=on_iteration, group=group)
+    if settings.init is not None:
+        check_init_file(settings.init)
+        check_can_encode(backbone, getattr(backbone, "name", type(backbone).__name__), settings.init)
+        sampler.init_latents = encode_init(backbone, settings.init, settings.height, settings.width, max(settings.layout.context, 1))
+    return sampler
 
 
 def _check_fits(settings: RunSettings, backbone: Backbone) -> None:
@@ -92,56 +104,23 @@ def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: 
     return make_sampler(config, plugins=plugins, backbone=backbone).frames(config.frames)
 
 
-def _check_sinks(config: RunConfig, plugins: Plugins, settings: SinkSettings) -> list[tuple[SinkSpec, str]]:
-    if not config.sinks:
-        raise ConfigError("no output given; add --sink out.mp4 (or a folder/, or an rtmp:// URL)", field="sinks")
-    chosen = []
-    for target in config.sinks:
-        spec = plugins.sink_for(target)
-        try:
-            spec.sink_class.check_target(target, settings)
-        except SinkError as error:
-            raise ConfigError(str(error), field="sinks") from None
-        chosen.append((spec, target))
-    return chosen
+RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads")  # backbone options a resume may change: where and how precisely it computes
+DEFAULT_SAVE_EVERY = 50  # frames between saved states; a save costs a flush of the sinks and a small file
 
 
-def _check_sinks_together(
-    config: RunConfig, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None
-) -> list[tuple[SinkSpec, str]]:
-    """:func:`_check_sinks` on every rank, and no rank goes on until all have checked: rank 0
-    locks (and may create) the outputs right after, which a slower rank would otherwise see as
-    another run's. A refusal on any rank is a refusal on all of them."""
-    if group is None:
-        return _check_sinks(config, plugins, settings)
-    try:
-        chosen, refusal = _check_sinks(config, plugins, settings), None
-    except ConfigError as error:
-        chosen, refusal = [], error
-    if group.any(refusal is not None) and refusal is None:
-        refusal = ConfigError("another rank refused the sinks; its error says why", field="sinks")
-    if refusal is not None:
-        raise refusal
-    return chosen
+@dataclass
+class _Plan:
+    """What one call of :func:`generate` or :func:`resume` runs: the checked settings, the
+    outputs with the frames each holds already (``None``: a new output), and the state to go on
+    from."""
 
-
-def _stoppable(
-    on_iteration: Callable[[IterationEvent], None], stop: StopRequest | None, group: WindowGroup | None
-) -> Callable[[IterationEvent], None]:
-    """``on_iteration``, then end the run if ``stop`` was requested: between model steps, the
-    first point where no lock or buffer is half-updated. With ``group`` the ranks agree first, so
-    they all stop after the same iteration (a rank that stopped alone would leave the others
-    waiting for it in the next exchange of windows)."""
-    if stop is None:
-        return on_iteration
-
-    def iteration_done(event: IterationEvent) -> None:
-        on_iteration(event)
-        requested = stop.is_set() if group is None else group.any(stop.is_set())
-        if requested:
-            raise RunStopped
-
-    return iteration_done
+    config: RunConfig  # prompt resolved into its timeline: what a state saves
+    backbone: str
+    run: RunSettings
+    targets: list[tuple[str, int | None]]
+    state_dir: str | None
+    save_every: int
+    resumed: RunState | None = None
 
 
 def generate(
@@ -154,6 +133,8 @@ def generate(
     on_ready: Callable[[], None] | None = None,
     group: WindowGroup | None = None,
     stop: StopRequest | None = None,
+    state_dir: str | Path | None = None,
+    save_every: int = DEFAULT_SAVE_EVERY,
 ) -> RunSummary:
     """Run ``config`` into its sinks and return how it ended.
 
@@ -161,48 +142,292 @@ def generate(
     the current model step; so does a ``KeyboardInterrupt``. Either way every sink is flushed and
     closed and the summary says ``interrupted``. Other errors are re-raised after the sinks are
     closed.
+
+    With ``state_dir`` the run's state is saved there (:mod:`fifo_core.state`) when it starts,
+    every ``save_every`` frames and when it stops (a stop, the frame limit, a model output with
+    NaN or infinite values); :func:`resume` goes on from it. A sink that fails then stops the run,
+    so that no output falls behind the saved state.
     """
     plugins = plugins or default_plugins()
     spec: BackboneSpec = plugins.backbone(config.backbone)
-    run = config.resolve(spec.defaults, _timeline(config, plugins))
+    timeline = _timeline(config, plugins)
+    run = config.resolve(spec.defaults, timeline)
+    if state_dir is not None:
+        check_new_state_folder(state_dir)
+        _check_save_every(save_every)
+    if run.init is not None:
+        check_init_file(run.init)
+    plan = _Plan(
+        config=config.model_copy(update={"prompt": timeline}), backbone=spec.name, run=run,
+        targets=[(target, None) for target in config.sinks], state_dir=None if state_dir is None else str(state_dir), save_every=save_every,
+    )
+    return _execute(plan, spec, config.backbone_options, plugins, backbone, on_frame, on_sink_failure, on_ready, group, stop)
+
+
+def resume(
+    state_dir: str | Path,
+    *,
+    frames: int | None = None,
+    sinks: list[str] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+    plugins: Plugins | None = None,
+    backbone: Backbone | None = None,
+    on_frame: Callable[[FrameEvent], None] | None = None,
+    on_sink_failure: Callable[[SinkFailure], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
+    group: WindowGroup | None = None,
+    stop: StopRequest | None = None,
+    save_every: int = DEFAULT_SAVE_EVERY,
+) -> RunSummary:
+    """Go on with the run saved in ``state_dir``: the frames after the saved ones, exactly those
+    an uninterrupted run with the same seed (and thread count) makes, into the same outputs.
+
+    Only the frame limit (``frames``, counted from the video's start), the outputs (``sinks``
+    replaces the list: outputs of the saved run continue, new ones get the frames from here on)
+    and the options in :data:`RESUMABLE_OPTIONS` may change; the state goes on being saved in
+    ``state_dir``. ``backbone`` must be the backbone the run was made with.
+    """
+    _check_save_every(save_every)
+    saved = load_state(state_dir)
+    plugins = plugins or default_plugins()
+    spec = plugins.backbone(saved.backbone)
+    changed = sorted(set(backbone_options or {}) - set(RESUMABLE_OPTIONS))
+    if changed:
+        raise ConfigError(
+            f"a resumed run keeps its backbone options; only {', '.join(RESUMABLE_OPTIONS)} may change, "
+            f"got {', '.join(changed)}; start a new run to change the others",
+            field="backbone_options",
+        )
+    if frames is not None and frames <= saved.frames:
+        raise ConfigError(
+            f"the saved run has made {saved.frames} frames already; --frames counts from the start of the video, "
+            f"so ask for more than {saved.frames} (or leave it out to run until stopped)",
+            field="frames",
+        )
+    update: dict[str, Any] = {"frames": frames if frames is not None else saved.config.frames if saved.config.frames and saved.config.frames > saved.frames else None}
+    update["backbone_options"] = saved.config.backbone_options | dict(backbone_options or {})
+    if sinks is not None:
+        update["sinks"] = list(sinks)
+    config = RunConfig.parse(saved.config.model_dump() | update)
+    run = config.resolve(spec.defaults)
+    held = {position.target: position.frames for position in saved.sinks}
+    plan = _Plan(
+        config=config, backbone=spec.name, run=run, targets=[(target, held.get(target)) for target in config.sinks],
+        state_dir=str(state_dir), save_every=save_every, resumed=saved,
+    )
+    return _execute(plan, spec, config.backbone_options, plugins, backbone, on_frame, on_sink_failure, on_ready, group, stop)
+
+
+def _check_save_every(save_every: int) -> None:
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        raise ConfigError(f"the state is saved every N frames with N >= 1, got {save_every!r}; pass e.g. --save-every 50", field="save_every")
+
+
+def _check_outputs(plan: _Plan, plugins: Plugins, settings: SinkSettings) -> list[tuple[SinkSpec, str, int | None]]:
+    if not plan.targets:
+        raise ConfigError("no output given; add --sink out.mp4 (or a folder/, or an rtmp:// URL)", field="sinks")
+    chosen = []
+    for target, held in plan.targets:
+        spec = plugins.sink_for(target)
+        try:
+            if held is None:
+                spec.sink_class.check_target(target, settings)
+            else:
+                spec.sink_class.check_continue(target, settings, held)
+        except SinkError as error:
+            raise ConfigError(str(error), field="sinks") from None
+        chosen.append((spec, target, held))
+    return chosen
+
+
+def _check_outputs_together(plan: _Plan, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None) -> list[tuple[SinkSpec, str, int | None]]:
+    """:func:`_check_outputs` on every rank, and no rank goes on until all have checked: rank 0
+    locks (and may create) the outputs right after, which a slower rank would otherwise see as
+    another run's. A refusal on any rank is a refusal on all of them."""
+    if group is None:
+        return _check_outputs(plan, plugins, settings)
+    try:
+        chosen, refusal = _check_outputs(plan, plugins, settings), None
+    except ConfigError as error:
+        chosen, refusal = [], error
+    if group.any(refusal is not None) and refusal is None:
+        refusal = ConfigError("another rank refused the sinks; its error says why", field="sinks")
+    if refusal is not None:
+        raise refusal
+    return chosen
+
+
+def _execute(
+    plan: _Plan,
+    spec: BackboneSpec,
+    backbone_options: dict[str, Any],
+    plugins: Plugins,
+    backbone: Backbone | None,
+    on_frame: Callable[[FrameEvent], None] | None,
+    on_sink_failure: Callable[[SinkFailure], None] | None,
+    on_ready: Callable[[], None] | None,
+    group: WindowGroup | None,
+    stop: StopRequest | None,
+) -> RunSummary:
+    """Everything checked so far created nothing; here the backbone is loaded, checked against a
+    saved state, the clip to continue encoded, and only then are the outputs created."""
+    config, run, saved = plan.config, plan.run, plan.resumed
     settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)
-    chosen = _check_sinks_together(config, plugins, settings, group)
+    chosen = _check_outputs_together(plan, plugins, settings, group)
     if group is not None and not group.is_main:
         chosen = []
-    backbone = backbone or spec.create(config.backbone_options)
-    sampler = _sampler(backbone, run, _stoppable(plugins.on_iteration, stop, group), group)
+    backbone = backbone or spec.create(backbone_options)
+    if run.init is not None and saved is None:
+        check_can_encode(backbone, spec.name, run.init)
+    _check_fits(run, backbone)
+    should_stop = None if stop is None else (stop.is_set if group is None else lambda: group.any(stop.is_set()))
+    sampler = FifoSampler(backbone, run, on_iteration=plugins.on_iteration, group=group, should_stop=should_stop)
+    fingerprint = backbone_fingerprint(sampler)
+    if saved is not None:
+        check_same_backbone(saved, spec.name, fingerprint)
+    if plan.state_dir is not None and not saves_state(backbone.frame_decoder()):
+        raise ConfigError(
+            f"backbone {spec.name!r} decodes with a stream that cannot save its state, so its runs cannot be saved; "
+            "drop --state (docs/resume-and-continue.md lists the backbones that resume)",
+            field="state",
+        )
+    if run.init is not None and saved is None:
+        sampler.init_latents = encode_init(backbone, run.init, run.height, run.width, max(run.layout.context, 1))
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():
-        sinks: list[Sink] = [sink_spec.sink_class(target, settings) for sink_spec, target in chosen]
+        sinks: list[Sink] = []
+        for sink_spec, target, held in chosen:
+            sink = sink_spec.sink_class(target, settings)
+            if held is not None:
+                sink.continue_from(held)
+            sinks.append(sink)
         try:
             reserve_targets(sinks)  # another run may have taken a target since the checks
         except SinkError as error:
             raise ConfigError(str(error), field="sinks") from None
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
-        began = time.perf_counter()
+        run_loop = _RunLoop(plan, sampler, fingerprint, fanout, sinks, group, summary, plugins, on_frame)
         try:
             plugins.on_run_start(config=config, backbone=backbone)
             if on_ready is not None:
                 on_ready()
-            for frame in sampler.frames(config.frames):
-                if chosen and not fanout.live_sinks:
-                    raise SinkError("every sink has failed, so the run stops; see the errors above")
-                fanout.write(frame)
-                event = FrameEvent(summary.frames, frame, time.perf_counter() - began)
-                summary.frames += 1
-                plugins.on_frame(event)
-                if on_frame is not None:
-                    on_frame(event)
-                if stop is not None and group is None:  # a group stops between iterations only, together
-                    stop.raise_if_set()
+            run_loop.run()
         except KeyboardInterrupt:
             summary.interrupted = True
+            run_loop.save_if_whole()
+        except NumericalError as error:
+            summary.error = error
+            run_loop.save_if_whole()
+            raise
         except BaseException as error:
             summary.error = error
             raise
         finally:
             summary.sink_failures = fanout.close()
-            summary.seconds = time.perf_counter() - began
+            summary.seconds = time.perf_counter() - run_loop.began
             plugins.on_run_end(summary=summary)
     return summary
+
+
+class _RunLoop:
+    """The frames of one run from latents to sinks, with the state saved along the way.
+
+    The state is saved only where it is whole: between two iterations (the loop's own stop
+    check and numerical check are there), with every latent handed out decoded (the overlapping
+    decoder drained) and every frame written by every sink (:meth:`SinkFanout.sync`). Decoded
+    frames not yet handed out are part of it.
+    """
+
+    def __init__(
+        self, plan: _Plan, sampler: FifoSampler, fingerprint: dict[str, Any], fanout: SinkFanout, sinks: list[Sink],
+        group: WindowGroup | None, summary: RunSummary, plugins: Plugins, on_frame: Callable[[FrameEvent], None] | None,
+    ) -> None:
+        self.plan, self.sampler, self.fingerprint, self.fanout, self.sinks = plan, sampler, fingerprint, fanout, sinks
+        self.group, self.summary, self.plugins, self.on_frame = group, summary, plugins, on_frame
+        saved = plan.resumed
+        self.frames = saved.frames if saved is not None else 0
+        self.pending: collections.deque[np.ndarray] = collections.deque(saved.pending if saved is not None else [])
+        self.decoder: FrameDecoder | None = None
+        self.whole = False  # whether the sampler's position and the decoder are between two latents
+        self.began = time.perf_counter()
+
+    def run(self) -> None:
+        plan, saved, limit = self.plan, self.plan.resumed, self.plan.config.frames
+        if saved is not None:
+            queue = saved.position.queue
+            device = self.sampler.backbone.device
+            queue.latents, queue.levels, queue.frame_ids = queue.latents.to(device), queue.levels.to(device), queue.frame_ids.to(device)
+            position = saved.position
+        else:
+            queue = self.sampler.start_queue()
+            position = SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
+        self.sampler.position = position
+        if saved is None and plan.run.init is not None and plan.run.init.include:
+            for frame in init_frames(plan.run.init, plan.run.height, plan.run.width):
+                self.deliver(frame)
+        latents = self.sampler.latents(position)
+        with frame_stream(self.sampler.backbone, plan.run.overlap_decode) as decoder:
+            self.decoder = decoder
+            if saved is not None:
+                load_decoder_state(decoder, saved.decoder)
+            self.whole = True
+            if plan.state_dir is not None and saved is None:
+                self.save()  # a run killed before its first periodic save resumes from here
+            while limit is None or self.frames < limit:
+                if self.pending:
+                    self.deliver(self.pending.popleft())
+                    self.frames += 1
+                    if plan.state_dir is not None and self.frames % plan.save_every == 0:
+                        self.save()
+                    continue
+                self.whole = False
+                try:
+                    clean = next(latents)
+                except (RunStopped, NumericalError):
+                    self.whole = True  # raised between iterations, before the queue changed
+                    raise
+                self.pending.extend(decoder.decode(clean.latent))
+                self.whole = True
+            if plan.state_dir is not None:
+                self.save()  # `resume --frames MORE` makes the video longer
+
+    def deliver(self, frame: np.ndarray) -> None:
+        if self.sinks and not self.fanout.live_sinks:
+            raise SinkError("every sink has failed, so the run stops; see the errors above")
+        if self.plan.state_dir is not None and self.fanout.failures:
+            raise SinkError(self._stopped_for_failed_sink())
+        self.fanout.write(frame)
+        event = FrameEvent(self.summary.frames, frame, time.perf_counter() - self.began)
+        self.summary.frames += 1
+        self.plugins.on_frame(event)
+        if self.on_frame is not None:
+            self.on_frame(event)
+
+    def _stopped_for_failed_sink(self) -> str:
+        failed = ", ".join(redact_target(failure.target) for failure in self.fanout.failures)
+        return (
+            f"the run stops because {failed} failed (see above) and it is saved with --state; the state in "
+            f"{self.plan.state_dir} from before the failure is kept: fix the cause, then `fifo-diffusion resume {self.plan.state_dir}`"
+        )
+
+    def save_if_whole(self) -> None:
+        if self.plan.state_dir is not None and self.whole and self.decoder is not None:
+            self.save()
+
+    def save(self) -> None:
+        """Save the run's state (rank 0 writes it; every rank drains its decoder alike)."""
+        assert self.decoder is not None and self.sampler.position is not None
+        if isinstance(self.decoder, BackgroundDecoder):
+            self.pending.extend(self.decoder.drain())
+        self.fanout.sync()
+        if self.fanout.failures:
+            return  # an output fell behind: the last state saved before the failure stays
+        if self.group is not None and not self.group.is_main:
+            return
+        state = RunState(
+            config=self.plan.config, backbone=self.plan.backbone, fingerprint=self.fingerprint, position=self.sampler.position,
+            frames=self.frames, sinks=[SinkPosition(sink.target, sink.frames_written) for sink in self.sinks],
+            decoder=decoder_state(self.decoder), pending=list(self.pending),
+        )
+        save_state(self.plan.state_dir, state)

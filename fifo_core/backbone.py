@@ -100,6 +100,11 @@ class FrameDecoder(Protocol):
     def flush(self) -> Sequence[np.ndarray]:
         """Return the frames still held back when the run ends."""
 
+    # Optional, for runs saved with --state (fifo_core.state): ``state_dict() -> dict[str, Tensor]``
+    # returns what the stream holds between calls (tensors only; counters as 0-d tensors) and
+    # ``load_state_dict(state)`` puts it back into a freshly opened stream, so that a resumed run
+    # decodes exactly as the interrupted one would have. A stream without them cannot be saved.
+
 
 @runtime_checkable
 class Backbone(Protocol):
@@ -142,6 +147,13 @@ class StatelessDecoder:
 
     def flush(self) -> list[np.ndarray]:
         return []
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}  # nothing is held between latents
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            raise ValueError(f"a stateless decoder has no state to restore, got {sorted(state)}")
 
 
 def to_uint8_frame(image: torch.Tensor) -> np.ndarray:

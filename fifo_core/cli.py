@@ -1,4 +1,4 @@
-"""The ``fifo-diffusion`` command: ``generate``, ``backbones``, ``sinks``, ``schema``.
+"""The ``fifo-diffusion`` command: ``generate``, ``generate-many``, ``resume``, ``backbones``, ``sinks``, ``schema``.
 
 A thin layer over :mod:`fifo_core.api`: flags become a :class:`RunConfig`; any
 :class:`FifoError` is printed as one line naming the field and the fix, with exit status 2.
@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from fifo_core.api import FrameEvent, RunConfig, RunSummary, generate
+from fifo_core.api import DEFAULT_SAVE_EVERY, FrameEvent, RunConfig, RunSummary, generate, resume
 from fifo_core.config import json_schema, load_config_file
 from fifo_core.distributed import WindowGroup, describe_lost_group, is_collective_failure
-from fifo_core.errors import FifoError
+from fifo_core.errors import FifoError, NumericalError
 from fifo_core.plugins import default_plugins
 from fifo_core.sink import SinkFailure, redact_target
 from fifo_core.stopping import StopRequest
@@ -110,6 +110,9 @@ def _run_options(command):
         click.option("--start-guidance", "start_guidance_scale", type=float, help="Guidance for the clip start's first clip (default: the backbone's, else --guidance)."),
         click.option("--max-batch", type=int, help="Most window rows per model call (caps memory)."),
         click.option("--overlap-decode/--no-overlap-decode", default=None, help="Decode on a thread of its own, overlapping denoising (default: on for CUDA)."),
+        click.option("--init-video", metavar="VIDEO", help="Continue this video: the new frames start where it ends (the backbone encodes it)."),
+        click.option("--init-image", metavar="IMAGE", help="Start the video from this image (the backbone encodes it)."),
+        click.option("--include-init", is_flag=True, default=None, help="Write the init video's (or image's) own frames first."),
         click.option("--sink", "-s", "sinks", multiple=True, help="Output: out.mp4, frames/ or rtmp://host/app/key; repeatable."),
         click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output file instead of refusing it."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
@@ -136,29 +139,38 @@ def _settings(config_file: str | None, options: tuple[str, ...], sinks: tuple[st
     return values
 
 
-def _run(config: RunConfig, group: WindowGroup | None, quiet: bool, stop: StopRequest) -> RunSummary:
+def _run(config: RunConfig, group: WindowGroup | None, quiet: bool, stop: StopRequest, **extra: Any) -> RunSummary:
+    """:func:`generate` with a progress bar; ``extra`` goes to it (``state_dir``, ``save_every``),
+    or, with ``resume_from``, to :func:`resume`."""
     plugins = default_plugins()
     plugins.report_failures()
-    progress = _Progress(config.frames, enabled=not quiet and (group is None or group.is_main))
+    resume_from = extra.pop("resume_from", None)
+    total = config.frames if config is not None else None  # a resumed run shows frames without a total
+    progress = _Progress(total, enabled=not quiet and (group is None or group.is_main))
 
     def sink_failed(failure: SinkFailure) -> None:
         click.echo(f"\nwarning: {failure.describe()}", err=True)
 
+    callbacks = dict(plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start, group=group, stop=stop)
     try:
-        return generate(
-            config, plugins=plugins, on_frame=progress.frame, on_sink_failure=sink_failed, on_ready=progress.start,
-            group=group, stop=stop,
-        )
+        if resume_from is not None:
+            return resume(resume_from, **callbacks, **extra)
+        return generate(config, **callbacks, **extra)
+    except NumericalError as error:
+        if group is None or group.is_main:
+            saved = f"; the state from just before is in {extra['state_dir']}: resume it with `fifo-diffusion resume {extra['state_dir']}` (a changed -o dtype=... is allowed)" if extra.get("state_dir") else ""
+            click.echo(f"\nerror: {error.one_line()}{saved}", err=True)
+        sys.exit(EXIT_RUN_FAILED)
     finally:
         progress.close()
 
 
-def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, stop: StopRequest) -> RunSummary:
+def _run_in_group(config: RunConfig | None, group: WindowGroup | None, quiet: bool, stop: StopRequest, **extra: Any) -> RunSummary:
     """:func:`_run`, then leave the torchrun group cleanly (see :meth:`WindowGroup.close`)."""
     if group is None:
-        return _run(config, None, quiet, stop)
+        return _run(config, None, quiet, stop, **extra)
     try:
-        summary = _run(config, group, quiet, stop)
+        summary = _run(config, group, quiet, stop, **extra)
     except BaseException as error:
         lost = describe_lost_group(group, error) if is_collective_failure(error) else None  # while the store is still there
         group.close(wait_for_others=False)
@@ -170,12 +182,14 @@ def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, sto
     return summary
 
 
-def _report(summary: RunSummary) -> None:
+def _report(summary: RunSummary, state_dir: str | None = None) -> None:
     rate = f"{summary.frames_per_second:.2f} frames/s"
     if summary.interrupted:
-        click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made", err=True)
+        saved = f"; continue with `fifo-diffusion resume {state_dir}`" if state_dir else ""
+        click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made{saved}", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(f"{_outcome(summary)} ({rate})", err=True)
+    longer = f"; make it longer with `fifo-diffusion resume {state_dir} --frames MORE`" if state_dir else ""
+    click.echo(f"{_outcome(summary)} ({rate}){longer}", err=True)
 
 
 def _outcome(summary: RunSummary) -> str:
@@ -188,12 +202,18 @@ def _outcome(summary: RunSummary) -> str:
     return outcome
 
 
+_STATE_HELP = "Save the run's state in this folder (at the start, every --save-every frames, when it stops); continue with `fifo-diffusion resume DIR`."
+_SAVE_EVERY_HELP = "Frames between two saves of the state."
+
+
 @main.command("generate")
 @click.argument("prompt", required=False)
 @_run_options
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), help=_STATE_HELP)
+@click.option("--save-every", type=int, default=DEFAULT_SAVE_EVERY, show_default=True, metavar="N", help=_SAVE_EVERY_HELP)
 def generate_command(
     prompt: str | None, config_file: str | None, options: tuple[str, ...], sinks: tuple[str, ...], quiet: bool, collective_timeout: float,
-    **flags: Any,
+    state_dir: str | None, save_every: int, **flags: Any,
 ) -> None:
     """Generate a video for PROMPT into one or more sinks.
 
@@ -208,13 +228,55 @@ def generate_command(
         config = RunConfig.parse(values)
         group = WindowGroup.from_environment(timeout_s=collective_timeout)  # set up by torchrun; None for one process
         stop = StopRequest()
+        extra = {} if state_dir is None else {"state_dir": state_dir, "save_every": save_every}
         with stop.on_signals():  # Ctrl-C and SIGTERM end the run cleanly, keeping every frame
-            summary = _run_in_group(config, group, quiet, stop)
+            summary = _run_in_group(config, group, quiet, stop, **extra)
     except FifoError as error:
         _fail(error)
     if group is not None and not group.is_main:
         return  # rank 0 reports for the whole group
-    _report(summary)
+    _report(summary, state_dir)
+    if summary.sink_failures:
+        sys.exit(1)
+
+
+@main.command("resume")
+@click.argument("state_dir", type=click.Path(file_okay=False))
+@click.option("--frames", type=int, help="Video frames in all, counted from the start of the video; leave out to run until Ctrl-C (or to the saved run's limit).")
+@click.option("--sink", "-s", "sinks", multiple=True, help="Outputs instead of the saved run's: those of the saved run continue, new ones get the frames from here on.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Only device, dtype, vae_dtype and threads may change.")
+@click.option("--save-every", type=int, default=DEFAULT_SAVE_EVERY, show_default=True, metavar="N", help=_SAVE_EVERY_HELP)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option(
+    "--collective-timeout", "collective_timeout", type=click.FloatRange(min=1, max=86400), default=600.0, show_default=True,
+    metavar="SECONDS", help="Under torchrun: how long a rank waits for the others before the run ends naming the lost rank.",
+)
+def resume_command(
+    state_dir: str, frames: int | None, sinks: tuple[str, ...], options: tuple[str, ...], save_every: int, quiet: bool, collective_timeout: float
+) -> None:
+    """Continue the run saved in STATE_DIR (by `generate --state STATE_DIR`) where it stopped.
+
+    The frames made from here on are those an uninterrupted run makes (same seed, same thread
+    count). Settings stay as saved; only --frames, the outputs and the backbone's precision and
+    device may change. Under torchrun, as generate.
+    """
+    try:
+        if frames is not None and frames < 1:
+            raise FifoError(f"--frames must be at least 1, got {frames}", field="frames")
+        extra: dict[str, Any] = {"resume_from": state_dir, "save_every": save_every, "frames": frames}
+        if sinks:
+            extra["sinks"] = list(sinks)
+        if options:
+            extra["backbone_options"] = _backbone_options(options)
+        group = WindowGroup.from_environment(timeout_s=collective_timeout)
+        stop = StopRequest()
+        with stop.on_signals():
+            summary = _run_in_group(None, group, quiet, stop, **extra)
+    except FifoError as error:
+        _fail(error)
+    if group is not None and not group.is_main:
+        return
+    _report(summary, state_dir)
     if summary.sink_failures:
         sys.exit(1)
 

@@ -115,6 +115,11 @@ class RunConfig(BaseModel):
     overlap_decode: bool | None = Field(
         default=None, description="decode frames on a thread of their own, overlapping denoising; default: on for CUDA backbones"
     )
+    init_video: str | None = Field(
+        default=None, min_length=1, description="video file whose last frames the new video continues (the backbone encodes it)"
+    )
+    init_image: str | None = Field(default=None, min_length=1, description="image the new video starts from (the backbone encodes it)")
+    include_init: bool = Field(default=False, description="write the init video's (or image's) own frames first in the output")
     sinks: list[str] = Field(default_factory=list, description="output targets: file.mp4, folder/, rtmp://...")
     overwrite: bool = Field(default=False, description="replace an existing output file instead of refusing it")
 
@@ -170,6 +175,13 @@ class RunConfig(BaseModel):
                 field="start_guidance_scale",
             )
         guidance_scale = pick(self.guidance_scale, defaults.guidance_scale)
+        init = self._init_clip()
+        if init is not None and (self.start is not None or self.start_guidance_scale is not None):
+            raise ConfigError(
+                f"--{init.kind.replace('_', '-')} starts the queue from the given {init.kind.removeprefix('init_')}, so --start and "
+                "--start-guidance do not apply; drop them",
+                field="start",
+            )
         return RunSettings(
             timeline=self.timeline if timeline is None else timeline,
             negative_prompt=self.negative_prompt,
@@ -186,7 +198,18 @@ class RunConfig(BaseModel):
             fps=pick(self.fps, defaults.fps),
             height=pick(self.height, defaults.height),
             width=pick(self.width, defaults.width),
+            init=init,
         )
+
+    def _init_clip(self) -> InitClip | None:
+        if self.init_video is not None and self.init_image is not None:
+            raise ConfigError("give --init-video or --init-image, not both: the video continues one of them", field="init_video")
+        if self.init_video is None and self.init_image is None:
+            if self.include_init:
+                raise ConfigError("--include-init writes the init clip's frames first, and no --init-video or --init-image is given", field="include_init")
+            return None
+        kind = "init_video" if self.init_video is not None else "init_image"
+        return InitClip(kind=kind, path=self.init_video or self.init_image or "", include=self.include_init)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> RunConfig:
@@ -200,6 +223,16 @@ class RunConfig(BaseModel):
             return cls(**values)
         except ValidationError as error:
             raise config_error(error) from None
+
+
+@dataclass(frozen=True)
+class InitClip:
+    """A video or image the run continues (``--init-video``/``--init-image``); ``include``: its
+    own frames come first in the output."""
+
+    kind: str  # "init_video" or "init_image"
+    path: str
+    include: bool
 
 
 @dataclass(frozen=True)
@@ -223,6 +256,7 @@ class RunSettings:
     fps: float
     height: int
     width: int
+    init: InitClip | None = None
 
     @property
     def start_guidance_scale(self) -> float | None:

@@ -68,6 +68,18 @@ class ChunkedClipDecoder:
         received = self._first + len(self._latents)
         return self._emit(received, received) if received > self._emitted else []
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a resumed run needs to go on decoding as this one would: the latents kept for
+        context and the counters (see :mod:`fifo_core.state`)."""
+        state = {"first": torch.tensor(self._first), "emitted": torch.tensor(self._emitted)}
+        if self._latents:
+            state["latents"] = torch.stack(self._latents).cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._first, self._emitted = int(state["first"]), int(state["emitted"])
+        self._latents = list(state["latents"].unbind(0)) if "latents" in state else []
+
     @torch.no_grad()
     def _emit(self, until: int, available: int) -> list[np.ndarray]:
         """Frames of latents ``emitted .. until - 1``, decoded with the kept latents up to ``available``."""
@@ -131,9 +143,39 @@ class BackgroundDecoder:
         frames += list(self._executor.submit(self.decoder.flush).result())
         return frames
 
+    def drain(self) -> list[np.ndarray]:
+        """Wait for the decode in flight and return its frames, so that every latent handed in so
+        far is decoded (the point at which the decoder's state can be saved)."""
+        return self._collect()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The wrapped decoder's state; call :meth:`drain` first."""
+        if self._pending is not None:
+            raise RuntimeError("a decode is still in flight; drain() the decoder before saving its state")
+        return decoder_state(self.decoder)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        load_decoder_state(self.decoder, state)
+
     def close(self) -> None:
         """Stop the thread; a decode still running is waited for, its frames dropped."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def saves_state(decoder: FrameDecoder) -> bool:
+    """Whether ``decoder`` can save and restore its state (``state_dict``/``load_state_dict``),
+    which a run saved with ``--state`` needs to resume exactly."""
+    inner = decoder.decoder if isinstance(decoder, BackgroundDecoder) else decoder
+    return callable(getattr(inner, "state_dict", None)) and callable(getattr(inner, "load_state_dict", None))
+
+
+def decoder_state(decoder: FrameDecoder) -> dict[str, torch.Tensor]:
+    """``decoder``'s state as tensors (CPU), ready for a state file."""
+    return {key: value.detach().cpu() for key, value in decoder.state_dict().items()}  # type: ignore[attr-defined]
+
+
+def load_decoder_state(decoder: FrameDecoder, state: dict[str, torch.Tensor]) -> None:
+    decoder.load_state_dict(state)  # type: ignore[attr-defined]
 
 
 @contextmanager

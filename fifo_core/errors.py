@@ -29,3 +29,19 @@ class PluginError(FifoError):
 
 class SinkError(FifoError):
     """A sink refused its target, or failed while writing."""
+
+
+class NumericalError(FifoError):
+    """A model output held NaN or infinite values; the run stops before the queue changes.
+
+    ``iteration``, ``frame_ids`` and ``levels`` name where (the iteration, the latent frames whose
+    output was not finite and their noise levels); ``iteration`` is ``None`` in the clip start.
+    """
+
+    def __init__(
+        self, message: str, *, iteration: int | None = None, frame_ids: list[int] | None = None, levels: list[int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.frame_ids = frame_ids or []
+        self.levels = levels or []

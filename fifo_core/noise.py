@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 # One number per stream, so two streams never hand out the same draw.
-STREAMS = {"frame": 1, "warmup": 2, "context": 3, "step": 4, "clip": 5, "diagonal": 6}
+STREAMS = {"frame": 1, "warmup": 2, "context": 3, "step": 4, "clip": 5, "diagonal": 6, "continue": 7}
 
 
 def seeded_noise(seed: int, stream: str, index: int, shape: Sequence[int]) -> torch.Tensor:

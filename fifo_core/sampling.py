@@ -12,13 +12,16 @@ with lookahead). One iteration:
 3. once the head is clean it is dequeued and fresh noise enters at the tail (:mod:`fifo_core.queue`).
 
 Only the queue is held, so memory does not grow with the video. The run's start fills the queue
-first (:mod:`fifo_core.starts`); every random draw comes from :mod:`fifo_core.noise`.
+first (:mod:`fifo_core.starts`), or a saved :class:`SamplerPosition` resumes it
+(:mod:`fifo_core.state`); every random draw comes from :mod:`fifo_core.noise`, keyed by the
+iteration and the frame id, so a resumed run makes the frames an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 import numpy as np
 import torch
@@ -27,12 +30,25 @@ from fifo_core.backbone import Backbone
 from fifo_core.config import RunSettings
 from fifo_core.decoding import frame_stream
 from fifo_core.distributed import WindowGroup
-from fifo_core.errors import ConfigError
+from fifo_core.errors import ConfigError, NumericalError
 from fifo_core.events import CleanLatent, IterationEvent
 from fifo_core.model_call import GuidedModel
 from fifo_core.noise import NoiseStreams
 from fifo_core.queue import LatentQueue
+from fifo_core.starts import continuation_queue
 from fifo_core.steps import step_down
+from fifo_core.stopping import RunStopped
+
+
+@dataclass
+class SamplerPosition:
+    """Where a run stands between two iterations: the queue, the number of the next iteration and
+    the id of the next latent to enter the queue. Together with the seed and the settings this is
+    all the loop needs to go on (:meth:`FifoSampler.latents` takes one to resume from)."""
+
+    queue: LatentQueue
+    iteration: int
+    next_frame: int
 
 
 class FifoSampler:
@@ -40,11 +56,17 @@ class FifoSampler:
 
     ``on_iteration`` receives an :class:`IterationEvent` after each iteration. With ``group``
     (see :mod:`fifo_core.distributed`) each process evaluates a share of every iteration's windows.
+    ``should_stop`` is asked before every iteration; when it says yes the loop raises
+    :class:`~fifo_core.stopping.RunStopped` there, where :attr:`position` is whole (every latent
+    handed out was consumed, no slot half-stepped). ``init_latents`` ``'t c h w'`` (a clip the
+    backbone encoded) replace the run's start: the video continues them
+    (:func:`~fifo_core.starts.continuation_queue`).
     """
 
     def __init__(
         self, backbone: Backbone, settings: RunSettings, *,
         on_iteration: Callable[[IterationEvent], None] | None = None, group: WindowGroup | None = None,
+        should_stop: Callable[[], bool] | None = None, init_latents: torch.Tensor | None = None,
     ) -> None:
         settings.check_schedule(backbone.schedule)
         self.backbone, self.settings, self.on_iteration = backbone, settings, on_iteration
@@ -55,6 +77,9 @@ class FifoSampler:
             backbone, guidance_scale=settings.guidance_scale, negative_prompt=settings.negative_prompt, max_batch=settings.max_batch, group=group
         )
         self._timesteps = self.grid.timesteps.to(torch.float32)
+        self.should_stop = should_stop
+        self.init_latents = init_latents
+        self.position: SamplerPosition | None = None  # the live position of the running loop
 
     def prompt_for_latent(self, frame_id: int) -> str:
         """The prompt in force at the first video frame of latent ``frame_id`` (warm-up latents,
@@ -71,11 +96,20 @@ class FifoSampler:
         """One ordinary step of a clip ``'f c h w'`` at ``level`` (the clip start's)."""
         timesteps = self._timesteps[level].expand(1, clip.shape[0]).to(self.backbone.device)
         output = self.model(clip.permute(1, 0, 2, 3)[None], timesteps, [self.prompt_for_latent(0)], guidance_scale)
+        if not bool(torch.isfinite(output).all()):
+            raise NumericalError(
+                f"the model returned NaN or infinite values in the clip start's step at noise level {level} "
+                f"(timestep {float(self._timesteps[level]):g}), before the first iteration; "
+                "try another precision (for example -o dtype=float32) or --start ramp"
+            )
         frames = torch.arange(clip.shape[0])
         return self._step(clip, output[0].permute(1, 0, 2, 3), torch.full(frames.shape, level), "clip", level, frames)
 
     def start_queue(self) -> LatentQueue:
-        """The queue as the run's start fills it, before the first iteration."""
+        """The queue as the run's start fills it, before the first iteration (or, with
+        ``init_latents``, as the clip to continue fills it)."""
+        if self.init_latents is not None:
+            return continuation_queue(self.layout, self.grid, self.noise, self.init_latents.to(self.backbone.device))
         return self.settings.start.fill(self.layout, self.grid, self.noise, self._clip_step)
 
     def _denoise(self, queue: LatentQueue, iteration: int) -> int:
@@ -89,6 +123,8 @@ class FifoSampler:
         # a window's prompt is the one in force at the middle of the slots it writes
         prompts = [self.prompt_for_latent(int(queue.frame_ids[(w.write_start + w.write_stop - 1) // 2])) for w in windows]
         output = self.model.windows(latents, timesteps.to(self.backbone.device), prompts).permute(0, 2, 1, 3, 4)
+        if not bool(torch.isfinite(output).all()):  # before the queue changes, so the position stays whole
+            raise self._numerical_fault(queue, iteration, windows, output)
         model_output = torch.zeros_like(queue.latents)
         for row, window in enumerate(windows):  # each window keeps only the slots it writes
             model_output[window.write_start : window.write_stop] = output[row, window.write_start - window.read_start :]
@@ -97,21 +133,45 @@ class FifoSampler:
         queue.levels[slots] -= 1
         return self.model.rows(len(windows))
 
-    def latents(self) -> Iterator[CleanLatent]:
-        """Clean latent frames ``'c h w'`` in video order, without end."""
-        queue = self.start_queue()
-        next_frame, iteration = int(queue.frame_ids[-1]) + 1, 0
+    def _numerical_fault(self, queue: LatentQueue, iteration: int, windows: list, output: torch.Tensor) -> NumericalError:
+        """The error naming the slots whose model output is not finite: frame ids and levels."""
+        bad_slots: set[int] = set()
+        finite = torch.isfinite(output).flatten(2).all(dim=2)  # 'b f' (output is 'b f c h w')
+        for row, window in enumerate(windows):
+            bad_slots |= {window.read_start + int(k) for k in (~finite[row]).nonzero().flatten()}
+        slots = sorted(bad_slots)
+        frame_ids = [int(queue.frame_ids[slot]) for slot in slots]
+        levels = [int(queue.levels[slot]) for slot in slots]
+        timesteps = [round(float(self._timesteps[level]), 3) for level in levels]
+        return NumericalError(
+            f"the model returned NaN or infinite values at iteration {iteration} for latent frames {frame_ids} "
+            f"at noise levels {levels} (timesteps {timesteps}); the queue was not changed. "
+            "Try another precision (for example -o dtype=float32)",
+            iteration=iteration, frame_ids=frame_ids, levels=levels,
+        )
+
+    def latents(self, position: SamplerPosition | None = None) -> Iterator[CleanLatent]:
+        """Clean latent frames ``'c h w'`` in video order, without end; from the run's start, or
+        from ``position`` (a saved one: the same latents as the run it was saved from)."""
+        if position is None:
+            queue = self.start_queue()
+            position = SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
+        self.position = position
+        queue = position.queue
         while True:
+            if self.should_stop is not None and self.should_stop():
+                raise RunStopped
             began = time.perf_counter()
-            rows = self._denoise(queue, iteration)
+            rows = self._denoise(queue, position.iteration)
             dequeued = None
             if queue.head_is_clean():
-                frame_id, latent = queue.shift_in(self.noise.frame(next_frame), next_frame)
-                next_frame += 1
+                frame_id, latent = queue.shift_in(self.noise.frame(position.next_frame), position.next_frame)
+                position.next_frame += 1
                 dequeued = frame_id if frame_id >= 0 else None
+            iteration = position.iteration
+            position.iteration += 1
             if self.on_iteration is not None:
                 self.on_iteration(IterationEvent(iteration, rows, dequeued, time.perf_counter() - began))
-            iteration += 1
             if dequeued is not None:
                 yield CleanLatent(dequeued, latent, self.prompt_for_latent(dequeued))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from urllib.parse import urlsplit
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -65,6 +66,21 @@ class Sink(ABC):
     @classmethod
     def check_target(cls, target: str, settings: SinkSettings) -> None:
         """Raise :class:`SinkError` when ``target`` cannot be written; create nothing."""
+
+    @classmethod
+    def check_continue(cls, target: str, settings: SinkSettings, frames: int) -> None:
+        """Raise :class:`SinkError` unless this sink can continue ``target``, an output a saved run
+        (:mod:`fifo_core.state`) left holding ``frames`` frames; create and change nothing. A sink
+        that can continue overrides this and :meth:`continue_from`; by default it cannot."""
+        raise SinkError(
+            f"{cls.name} sink cannot continue {target!r} after a resume; resume with --sink NEW_TARGET to write "
+            "the rest of the video to a new output"
+        )
+
+    def continue_from(self, frames: int) -> None:
+        """Make this sink continue its target, which holds ``frames`` frames of the video; called
+        before :meth:`reserve`, when a saved run resumes (after :meth:`check_continue`)."""
+        self.frames_written = frames
 
     def reserve(self) -> None:
         """Claim the target against other runs, just before generation starts; raise
@@ -178,6 +194,7 @@ class _SinkWorker:
             while (frame := self.frames.get()) is not _CLOSE:
                 if not self.failed.is_set():
                     self.sink.write(frame)
+                self.frames.task_done()  # counted for SinkFanout.sync
         except BaseException as error:  # noqa: BLE001 - any failure of one sink must stay with it
             self._fail(error)
             self._drain()
@@ -263,6 +280,18 @@ class SinkFanout:
                     worker.frames.put(frame, timeout=self.stall_timeout_s)
                 except queue.Full:
                     worker.stalled(self.stall_timeout_s)
+
+    def sync(self) -> None:
+        """Wait until every live sink has written every frame handed to it (a sink that stays
+        stuck longer than the stall timeout is failed), so that ``frames_written`` is what each
+        output holds; a run's saved state records it (:mod:`fifo_core.state`)."""
+        for worker in self._workers:
+            deadline = time.monotonic() + self.stall_timeout_s
+            while not worker.failed.is_set() and worker.frames.unfinished_tasks:
+                if time.monotonic() > deadline:
+                    worker.stalled(self.stall_timeout_s)
+                    break
+                time.sleep(0.002)
 
     def close(self) -> list[SinkFailure]:
         """Wait until every sink has written its buffer and closed; return the failures."""

@@ -83,6 +83,36 @@ class ClipStart(BaseModel):
         )
 
 
+def continuation_queue(layout: QueueLayout, grid: LevelGrid, noise: NoiseStreams, clip: torch.Tensor) -> LatentQueue:
+    """The queue that continues ``clip``, latents ``'t c h w'`` of a video (or an image) the
+    backbone encoded, ending with the frame the new video follows.
+
+    The lookahead slots hold the clip's last latents, clean (the context the first new frames
+    are denoised against; the first latent again when the clip is shorter). Every denoised slot
+    starts from the clip's last latent, forward-noised along the diagonal to its level (slot
+    ``context + i`` at level ``i + 1``) with fresh draws: the first new frame comes out almost as
+    the clip ends, and each later one, noisier at the start, has more room to move on. Frame ids
+    start at 0 with the first new frame; nothing is discarded.
+    """
+    context, levels = layout.context, layout.num_levels
+    if clip.ndim != 4 or clip.shape[0] < 1:
+        raise ValueError(f"the clip to continue must be latents 't c h w' with t >= 1, got shape {tuple(clip.shape)}")
+    last = clip[-1]
+    slot_levels = torch.arange(1, levels + 1)
+    diagonal = torch.stack([noise.draw("continue", slot) for slot in range(levels)]).to(clip.device)
+    noised = add_noise(last.float().expand(levels, *last.shape), diagonal.float(), grid.signal[slot_levels], grid.noise[slot_levels])
+    kept = (clip[-context:] if context else clip[:0]).float()
+    if kept.shape[0] < context:
+        kept = torch.cat([kept[:1].expand(context - kept.shape[0], *last.shape), kept])
+    return LatentQueue(
+        latents=torch.cat([kept, noised]).float().contiguous(),
+        levels=torch.cat([torch.zeros(context, dtype=torch.long), slot_levels]),
+        frame_ids=torch.cat([torch.arange(-context, 0), torch.arange(levels)]),
+        context=context,
+        num_levels=levels,
+    )
+
+
 QueueStart = Annotated[Union[RampStart, ClipStart], Field(discriminator="kind")]
 
 

@@ -68,6 +68,28 @@ class WanStreamDecoder:
     def flush(self) -> list[np.ndarray]:
         return []
 
+    # The upsampling layers mark their cache "Rep" (repeat the first frame) before they have seen one.
+    _REPEAT_MARK = "Rep"
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The convolution cache (``cache.K``; ``repeat.K`` for entries marked "Rep") and whether the
+        next latent is the first, for ``--state`` (:mod:`fifo_core.state`)."""
+        state = {"first": torch.tensor(self._first)}
+        for index, entry in enumerate(self._cache):
+            if isinstance(entry, torch.Tensor):
+                state[f"cache.{index}"] = entry.detach().cpu()
+            elif entry == self._REPEAT_MARK:
+                state[f"repeat.{index}"] = torch.tensor(True)
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        device = self._mean.device
+        self._first = bool(state["first"])
+        self._cache = [
+            state[f"cache.{index}"].to(device) if f"cache.{index}" in state else self._REPEAT_MARK if f"repeat.{index}" in state else None
+            for index in range(len(self._cache))
+        ]
+
 
 class WanBackbone:
     """FIFO backbone over a ``WanTransformer3DModel``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import select
 import signal
 import subprocess
@@ -189,3 +190,48 @@ class EncoderProcess:
         except OSError:
             pass
         self._reader.join(timeout=2)
+
+
+def run_ffmpeg(arguments: Sequence[str], *, timeout: float, what: str) -> str:
+    """Run ffmpeg to completion on files (no frames on stdin); return its stderr. A failure is a
+    :class:`SinkError` that quotes ffmpeg's last lines."""
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", *arguments]
+    try:
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise SinkError(f"ffmpeg took more than {timeout:g} s {what}") from None
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    if result.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+        raise SinkError(f"ffmpeg failed {what} (exit status {result.returncode}):\n{tail}")
+    return stderr
+
+
+def count_video_frames(path: str) -> int:
+    """The video frames stored in the file at ``path``, counted from its packets without decoding
+    (0 for an empty file, which a run killed before its first frame leaves)."""
+    if os.path.getsize(path) == 0:
+        return 0
+    stderr = run_ffmpeg(
+        ["-loglevel", "info", "-i", f"file:{os.path.abspath(path)}", "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+        timeout=600, what=f"counting the frames of {path!r}",
+    )
+    counts = [int(value) for value in re.findall(r"frame=\s*(\d+)", stderr)]
+    return counts[-1] if counts else 0
+
+
+def join_videos(first: str, second: str, output: str, movflags: str) -> None:
+    """``first`` then ``second`` (same codec and settings) into ``output``, without re-encoding
+    (ffmpeg's concat demuxer with stream copy)."""
+    listing = f"{output}.txt"
+    quoted = [os.path.abspath(path).replace("'", "'\\''") for path in (first, second)]
+    with open(listing, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"file '{path}'\n" for path in quoted))
+    try:
+        run_ffmpeg(
+            ["-loglevel", "error", "-f", "concat", "-safe", "0", "-i", f"file:{os.path.abspath(listing)}", "-map", "0:v:0",
+             "-c", "copy", "-movflags", movflags, "-f", "mp4", "-y", f"file:{os.path.abspath(output)}"],
+            timeout=3600, what=f"joining {second!r} to {first!r}",
+        )  # fmt: skip
+    finally:
+        os.unlink(listing)

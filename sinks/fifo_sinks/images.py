@@ -2,7 +2,9 @@
 
 Lossless, and trivially resumable by other tools (``ffmpeg -framerate 8 -i frame_%06d.png``).
 Each PNG is written under a temporary name and renamed into place, so an interrupted run never
-leaves a truncated ``frame_*.png`` behind.
+leaves a truncated ``frame_*.png`` behind. A resumed run (``fifo-diffusion resume``) continues the
+numbering where its saved state says the folder stood; frames a killed run wrote after that save
+are written again, identical, in place.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ImageSequenceSink(Sink):
         self.folder = Path(target)
         self._lock: OutputLock | None = None
         self._created_folder = False
+        self._continuing = False
 
     @classmethod
     def check_target(cls, target: str, settings: SinkSettings) -> None:
@@ -69,10 +72,32 @@ class ImageSequenceSink(Sink):
                 "choose another folder or change its permissions"
             )
 
+    @classmethod
+    def check_continue(cls, target: str, settings: SinkSettings, frames: int) -> None:
+        folder = Path(target)
+        if frames > 0 and not (folder / frame_name(frames - 1)).is_file():
+            raise SinkError(
+                f"images sink folder {target!r} should hold {frames} frames from the saved run, but "
+                f"{frame_name(frames - 1)} is missing; put the frames back, or resume with --sink NEW_FOLDER/"
+            )
+        if folder.exists() and not folder.is_dir():
+            raise SinkError(f"images sink target {target!r} is a file; give a folder (ending in '/') for the PNG frames")
+        if folder.exists() and held_by_another_run(folder / LOCK_NAME):
+            raise busy_error(cls.name, target)
+        writable_folder = folder if folder.exists() else nearest_existing_ancestor(folder)
+        if not os.access(writable_folder, os.W_OK | os.X_OK):
+            raise SinkError(f"images sink cannot write into {target!r}: {str(writable_folder)!r} is not writable by this user")
+
+    def continue_from(self, frames: int) -> None:
+        super().continue_from(frames)
+        self._continuing = True
+
     def reserve(self) -> None:
         self._created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = OutputLock(self.folder / LOCK_NAME, exclusive_create=False, sink=self.name, target=self.target)
+        if self._continuing:
+            return  # the folder's frames are this run's own; later ones are written again in place
         if next(self.folder.glob(FRAME_PATTERN), None) is not None:  # a run that ended since check_target
             self._close()
             raise SinkError(

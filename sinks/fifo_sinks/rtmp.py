@@ -111,6 +111,11 @@ class RtmpSink(Sink):
         check_fps(settings.fps, cls.name)
         check_url(target)
 
+    @classmethod
+    def check_continue(cls, target: str, settings: SinkSettings, frames: int) -> None:
+        """A stream has no frames to keep: a resumed run simply connects again."""
+        cls.check_target(target, settings)
+
     # -- the generator's side ---------------------------------------------------------------
 
     def _open(self, height: int, width: int) -> None:
