@@ -92,7 +92,7 @@ def _tensors(state: RunState) -> dict[str, torch.Tensor]:
         "queue.frame_ids": queue.frame_ids.cpu().contiguous(),
     }
     if state.pending:
-        tensors["pending"] = torch.from_numpy(np.stack(state.pending))
+        tensors["pending"] = torch.from_numpy(np.ascontiguousarray(np.stack(state.pending)))
     tensors |= {f"decoder.{key}": value.detach().cpu().contiguous() for key, value in state.decoder.items()}
     return tensors
 

@@ -328,6 +328,16 @@ def decode_sd_frame(vae: Any, latent: torch.Tensor) -> np.ndarray:
     return to_uint8_frame(vae.decode(scaled, return_dict=False)[0][0])
 
 
+@torch.no_grad()
+def encode_sd_frames(vae: Any, frames: torch.Tensor) -> torch.Tensor:
+    """Video frames ``'t 3 h w'`` in ``[-1, 1]`` to latents ``'t c h/8 w/8'`` with a
+    Stable-Diffusion-style ``AutoencoderKL``, frame by frame: the posterior mean, scaled as the
+    pipelines scale what they decode (``decode_sd_frame`` undoes it)."""
+    parameter = next(vae.parameters())
+    posterior = vae.encode(frames.to(parameter.device, parameter.dtype)).latent_dist
+    return (posterior.mean * vae.config.scaling_factor).float()
+
+
 def frames_from_video(video: torch.Tensor) -> list[np.ndarray]:
     """``'3 t h w'`` in ``[-1, 1]`` to ``t`` frames ``'h w 3'`` uint8."""
     return [to_uint8_frame(video[:, k]) for k in range(video.shape[1])]

@@ -28,6 +28,7 @@ from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers.common import (
     ComponentLoader,
     decode_sd_frame,
+    encode_sd_frames,
     place,
     require,
     resolve_device,
@@ -310,3 +311,7 @@ class LatteBackbone:
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(lambda latent: decode_sd_frame(self.vae, latent))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 h w'`` in ``[-1, 1]`` to latents ``'t c h w'`` (``--init-video``)."""
+        return encode_sd_frames(self.vae, frames)

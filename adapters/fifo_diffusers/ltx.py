@@ -178,6 +178,18 @@ class LTXBackbone:
     def frame_decoder(self) -> ChunkedClipDecoder:
         return ltx_stream_decoder(self.vae, **self.decode_settings)
 
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 h w'`` in ``[-1, 1]``, ``t = 1 + 8k``, to ``1 + k`` latents
+        ``'c h w'`` (``--init-video``): the posterior mean, normalised as :func:`ltx_stream_decoder`
+        expects."""
+        parameter = next(self.vae.parameters())
+        video = frames.permute(1, 0, 2, 3)[None].to(parameter.device, parameter.dtype)  # '1 3 t h w'
+        latents = self.vae.encode(video).latent_dist.mean[0]  # 'c t h w'
+        mean = self.vae.latents_mean.view(-1, 1, 1, 1).to(latents)
+        std = self.vae.latents_std.view(-1, 1, 1, 1).to(latents)
+        return ((latents - mean) * self.vae.config.scaling_factor / std).permute(1, 0, 2, 3).float()
+
 
 def dynamic_shift(config: Any, defaults: BackboneDefaults) -> float:
     """The shift ``exp(mu)`` diffusers' LTXPipeline derives from the token count of one window

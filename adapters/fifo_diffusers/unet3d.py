@@ -22,6 +22,7 @@ from fifo_diffusers.common import (
     ComponentLoader,
     DiffusersOptions,
     decode_sd_frame,
+    encode_sd_frames,
     place,
     require,
     resolve_device,
@@ -113,4 +114,8 @@ class UNet3DBackbone:
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(self.decode)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 h w'`` in ``[-1, 1]`` to latents ``'t c h w'`` (``--init-video``)."""
+        return encode_sd_frames(self.vae, frames)
 

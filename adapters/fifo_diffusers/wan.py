@@ -163,5 +163,18 @@ class WanBackbone:
             return_dict=False,
         )[0]
 
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 h w'`` in ``[-1, 1]``, ``t = 1 + 4k``, to ``1 + k`` latents
+        ``'c h w'`` (``--init-video``): the causal VAE's posterior mean, normalised as
+        :class:`WanStreamDecoder` expects."""
+        parameter = next(self.vae.parameters())
+        video = frames.permute(1, 0, 2, 3)[None].to(parameter.device, parameter.dtype)  # '1 3 t h w'
+        latents = self.vae.encode(video).latent_dist.mean[0]  # 'c t h w'
+        channels = self.vae.config.z_dim
+        mean = torch.tensor(self.vae.config.latents_mean).view(channels, 1, 1, 1).to(latents)
+        std = torch.tensor(self.vae.config.latents_std).view(channels, 1, 1, 1).to(latents)
+        return ((latents - mean) / std).permute(1, 0, 2, 3).float()
+
     def frame_decoder(self) -> WanStreamDecoder:
         return WanStreamDecoder(self.vae)

@@ -177,6 +177,15 @@ class ShapesBackbone:
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(self.decode)
 
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 H W'`` in ``[-1, 1]`` to latents ``'t 3 h w'`` (``--init-video``):
+        the model works on pixels, so encoding is the decoder's upscale undone (each world pixel
+        the mean of its ``upscale x upscale`` block)."""
+        image = frames.to(self.device, torch.float32)
+        if self.upscale > 1:
+            image = torch.nn.functional.avg_pool2d(image, self.upscale)
+        return image.clamp(-1, 1)
+
 
 class ShapesTrackerBackbone(ShapesBackbone):
     """``fifo-shapes-tracker``: the earlier default model with its motion tracker

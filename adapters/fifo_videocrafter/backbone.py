@@ -132,3 +132,10 @@ class VideoCrafterBackbone:
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(self.decode)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Video frames ``'t 3 H W'`` in ``[-1, 1]`` to latents ``'t c h w'`` (``--init-video``):
+        the VAE's posterior mean, scaled as :meth:`decode` expects."""
+        mean = self.vae.encode_mean(frames.to(self.device, self.dtype))
+        return (mean * self.architecture.vae.scale_factor).float()
