@@ -36,7 +36,6 @@ def test_a_nan_output_stops_the_run_naming_where_and_the_saved_state_resumes(tmp
     message = str(error)
     assert "iteration 11" in message and f"latent frames {error.frame_ids}" in message and f"noise levels {error.levels}" in message
     assert "dtype=float32" in message
-    assert poisoned.calls[-1].output.isnan().any()  # the fault came from the model, as the error says
 
     saved = load_state(tmp_path / "state")
     assert saved.position.iteration == 11  # saved just before the faulty iteration: the queue as it went in
