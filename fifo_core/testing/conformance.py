@@ -79,6 +79,25 @@ class BackboneConformance:
         assert len(frames) in (3 * per_latent, 1 + 2 * per_latent)
         assert all(f.shape == (*self.video_size, 3) and f.dtype == np.uint8 for f in frames)
 
+    def test_encode_gives_latents_the_decoder_takes(self, backbone) -> None:
+        """The optional ``encode`` (``--init-video``): video frames ``'t 3 H W'`` in ``[-1, 1]``
+        to latents ``'t' c h w'``, one latent for the first frame and one for each further
+        ``frames_per_latent`` frames, decodable by the backbone's own decoder."""
+        if not callable(getattr(backbone, "encode", None)):
+            return  # no encoder: continuing a clip is refused with an error, which is allowed
+        height, width = self.video_size
+        per_latent = backbone.defaults.frames_per_latent
+        frames = torch.rand(1 + per_latent, 3, height, width, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        latents = backbone.encode(frames)
+        assert tuple(latents.shape) == (2, *backbone.latent_shape(height, width)), (
+            f"encode of {1 + per_latent} frames returned shape {tuple(latents.shape)}; expected 2 latents of "
+            f"{backbone.latent_shape(height, width)} (the first frame alone, then {per_latent} frames per latent)"
+        )
+        assert torch.isfinite(latents).all()
+        decoder = backbone.frame_decoder()
+        decoded = [frame for latent in latents for frame in decoder.decode(latent)] + list(decoder.flush())
+        assert decoded and all(frame.shape == (height, width, 3) for frame in decoded)
+
     def test_max_batch_does_not_change_the_video(self, backbone) -> None:
         """The row contract of :meth:`~fifo_core.backbone.Backbone.predict`: rows are independent,
         so the core may cut a model call into chunks of any size (``max_batch``, a memory cap)."""
