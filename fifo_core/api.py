@@ -204,7 +204,13 @@ def resume(
             f"so ask for more than {saved.frames} (or leave it out to run until stopped)",
             field="frames",
         )
-    update: dict[str, Any] = {"frames": frames if frames is not None else saved.config.frames if saved.config.frames and saved.config.frames > saved.frames else None}
+    if frames is None and saved.config.frames is not None and saved.frames >= saved.config.frames:
+        raise ConfigError(
+            f"the saved run is complete: it made the {saved.config.frames} frames it was asked for; "
+            "to make the video longer, pass the new length with --frames",
+            field="frames",
+        )
+    update: dict[str, Any] = {"frames": frames if frames is not None else saved.config.frames}
     update["backbone_options"] = saved.config.backbone_options | dict(backbone_options or {})
     if sinks is not None:
         update["sinks"] = list(sinks)

@@ -123,3 +123,8 @@ def test_ctrl_c_saves_the_state_and_the_cli_says_how_to_resume(tmp_path: Path) -
     assert process.returncode == 130, stderr
     assert f"continue with `fifo-diffusion resume {state}`" in stderr
     assert load_state(state).sinks[0].frames == len(list((tmp_path / "frames").glob("*.png")))
+
+
+def test_resuming_a_finished_run_asks_for_a_length(saved_run: Path) -> None:
+    with pytest.raises(ConfigError, match="the saved run is complete: it made the 8 frames.*--frames"):
+        resume(saved_run)
