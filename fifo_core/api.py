@@ -13,29 +13,28 @@ output is created, so a bad configuration leaves nothing behind.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fifo_core.backbone import Backbone, BackboneSpec, FrameDecoder
+from fifo_core.backbone import Backbone, BackboneSpec
 from fifo_core.config import PromptTimeline, RunConfig, RunSettings
-from fifo_core.decoding import BackgroundDecoder, decoder_state, frame_stream, load_decoder_state, saves_state
+from fifo_core.decoding import saves_state
 from fifo_core.distributed import WindowGroup
-from fifo_core.errors import ConfigError, NumericalError, SinkError
+from fifo_core.errors import ConfigError, SinkError
 from fifo_core.events import FrameEvent, IterationEvent, RunSummary
-from fifo_core.init_clip import check_can_encode, check_init_file, encode_init, init_frames
+from fifo_core.init_clip import check_can_encode, check_init_file, encode_init
 from fifo_core.memory import check_run_fits
 from fifo_core.plugins import Plugins, default_plugins
-from fifo_core.sampling import FifoSampler, SamplerPosition
-from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, redact_target, reserve_targets
-from fifo_core.state import RunState, SinkPosition, backbone_fingerprint, check_new_state_folder, check_same_backbone, load_state, save_state
-from fifo_core.stopping import RunStopped, StopRequest
+from fifo_core.run_loop import RunLoop, RunPlan
+from fifo_core.sampling import FifoSampler
+from fifo_core.sink import Sink, SinkFailure, SinkFanout, SinkSettings, SinkSpec, reserve_targets
+from fifo_core.state import backbone_fingerprint, check_new_state_folder, check_same_backbone, load_state
+from fifo_core.stopping import StopRequest
 
 __all__ = [
     "FrameEvent",
@@ -108,21 +107,6 @@ RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads")  # backbone opti
 DEFAULT_SAVE_EVERY = 50  # frames between saved states; a save costs a flush of the sinks and a small file
 
 
-@dataclass
-class _Plan:
-    """What one call of :func:`generate` or :func:`resume` runs: the checked settings, the
-    outputs with the frames each holds already (``None``: a new output), and the state to go on
-    from."""
-
-    config: RunConfig  # prompt resolved into its timeline: what a state saves
-    backbone: str
-    run: RunSettings
-    targets: list[tuple[str, int | None]]
-    state_dir: str | None
-    save_every: int
-    resumed: RunState | None = None
-
-
 def generate(
     config: RunConfig,
     *,
@@ -157,7 +141,7 @@ def generate(
         _check_save_every(save_every)
     if run.init is not None:
         check_init_file(run.init)
-    plan = _Plan(
+    plan = RunPlan(
         config=config.model_copy(update={"prompt": timeline}), backbone=spec.name, run=run,
         targets=[(target, None) for target in config.sinks], state_dir=None if state_dir is None else str(state_dir), save_every=save_every,
     )
@@ -217,7 +201,7 @@ def resume(
     config = RunConfig.parse(saved.config.model_dump() | update)
     run = config.resolve(spec.defaults)
     held = {position.target: position.frames for position in saved.sinks}
-    plan = _Plan(
+    plan = RunPlan(
         config=config, backbone=spec.name, run=run, targets=[(target, held.get(target)) for target in config.sinks],
         state_dir=str(state_dir), save_every=save_every, resumed=saved,
     )
@@ -229,7 +213,7 @@ def _check_save_every(save_every: int) -> None:
         raise ConfigError(f"the state is saved every N frames with N >= 1, got {save_every!r}; pass e.g. --save-every 50", field="save_every")
 
 
-def _check_outputs(plan: _Plan, plugins: Plugins, settings: SinkSettings) -> list[tuple[SinkSpec, str, int | None]]:
+def _check_outputs(plan: RunPlan, plugins: Plugins, settings: SinkSettings) -> list[tuple[SinkSpec, str, int | None]]:
     if not plan.targets:
         raise ConfigError("no output given; add --sink out.mp4 (or a folder/, or an rtmp:// URL)", field="sinks")
     chosen = []
@@ -246,7 +230,7 @@ def _check_outputs(plan: _Plan, plugins: Plugins, settings: SinkSettings) -> lis
     return chosen
 
 
-def _check_outputs_together(plan: _Plan, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None) -> list[tuple[SinkSpec, str, int | None]]:
+def _check_outputs_together(plan: RunPlan, plugins: Plugins, settings: SinkSettings, group: WindowGroup | None) -> list[tuple[SinkSpec, str, int | None]]:
     """:func:`_check_outputs` on every rank, and no rank goes on until all have checked: rank 0
     locks (and may create) the outputs right after, which a slower rank would otherwise see as
     another run's. A refusal on any rank is a refusal on all of them."""
@@ -264,7 +248,7 @@ def _check_outputs_together(plan: _Plan, plugins: Plugins, settings: SinkSetting
 
 
 def _execute(
-    plan: _Plan,
+    plan: RunPlan,
     spec: BackboneSpec,
     backbone_options: dict[str, Any],
     plugins: Plugins,
@@ -313,7 +297,7 @@ def _execute(
         except SinkError as error:
             raise ConfigError(str(error), field="sinks") from None
         fanout = SinkFanout(sinks, on_failure=on_sink_failure)
-        run_loop = _RunLoop(plan, sampler, fingerprint, fanout, sinks, group, summary, plugins, on_frame)
+        run_loop = RunLoop(plan, sampler, fingerprint, fanout, sinks, group, summary, plugins, on_frame)
         try:
             plugins.on_run_start(config=config, backbone=backbone)
             if on_ready is not None:
@@ -321,11 +305,6 @@ def _execute(
             run_loop.run()
         except KeyboardInterrupt:
             summary.interrupted = True
-            run_loop.save_if_whole()
-        except NumericalError as error:
-            summary.error = error
-            run_loop.save_if_whole()
-            raise
         except BaseException as error:
             summary.error = error
             raise
@@ -334,106 +313,3 @@ def _execute(
             summary.seconds = time.perf_counter() - run_loop.began
             plugins.on_run_end(summary=summary)
     return summary
-
-
-class _RunLoop:
-    """The frames of one run from latents to sinks, with the state saved along the way.
-
-    The state is saved only where it is whole: between two iterations (the loop's own stop
-    check and numerical check are there), with every latent handed out decoded (the overlapping
-    decoder drained) and every frame written by every sink (:meth:`SinkFanout.sync`). Decoded
-    frames not yet handed out are part of it.
-    """
-
-    def __init__(
-        self, plan: _Plan, sampler: FifoSampler, fingerprint: dict[str, Any], fanout: SinkFanout, sinks: list[Sink],
-        group: WindowGroup | None, summary: RunSummary, plugins: Plugins, on_frame: Callable[[FrameEvent], None] | None,
-    ) -> None:
-        self.plan, self.sampler, self.fingerprint, self.fanout, self.sinks = plan, sampler, fingerprint, fanout, sinks
-        self.group, self.summary, self.plugins, self.on_frame = group, summary, plugins, on_frame
-        saved = plan.resumed
-        self.frames = saved.frames if saved is not None else 0
-        self.pending: collections.deque[np.ndarray] = collections.deque(saved.pending if saved is not None else [])
-        self.decoder: FrameDecoder | None = None
-        self.whole = False  # whether the sampler's position and the decoder are between two latents
-        self.began = time.perf_counter()
-
-    def run(self) -> None:
-        plan, saved, limit = self.plan, self.plan.resumed, self.plan.config.frames
-        if saved is not None:
-            queue = saved.position.queue
-            device = self.sampler.backbone.device
-            queue.latents, queue.levels, queue.frame_ids = queue.latents.to(device), queue.levels.to(device), queue.frame_ids.to(device)
-            position = saved.position
-        else:
-            queue = self.sampler.start_queue()
-            position = SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
-        self.sampler.position = position
-        if saved is None and plan.run.init is not None and plan.run.init.include:
-            for frame in init_frames(plan.run.init, plan.run.height, plan.run.width):
-                self.deliver(frame)
-        latents = self.sampler.latents(position)
-        with frame_stream(self.sampler.backbone, plan.run.overlap_decode) as decoder:
-            self.decoder = decoder
-            if saved is not None:
-                load_decoder_state(decoder, saved.decoder)
-            self.whole = True
-            if plan.state_dir is not None and saved is None:
-                self.save()  # a run killed before its first periodic save resumes from here
-            while limit is None or self.frames < limit:
-                if self.pending:
-                    self.deliver(self.pending.popleft())
-                    self.frames += 1
-                    if plan.state_dir is not None and self.frames % plan.save_every == 0:
-                        self.save()
-                    continue
-                self.whole = False
-                try:
-                    clean = next(latents)
-                except (RunStopped, NumericalError):
-                    self.whole = True  # raised between iterations, before the queue changed
-                    raise
-                self.pending.extend(decoder.decode(clean.latent))
-                self.whole = True
-            if plan.state_dir is not None:
-                self.save()  # `resume --frames MORE` makes the video longer
-
-    def deliver(self, frame: np.ndarray) -> None:
-        if self.sinks and not self.fanout.live_sinks:
-            raise SinkError("every sink has failed, so the run stops; see the errors above")
-        if self.plan.state_dir is not None and self.fanout.failures:
-            raise SinkError(self._stopped_for_failed_sink())
-        self.fanout.write(frame)
-        event = FrameEvent(self.summary.frames, frame, time.perf_counter() - self.began)
-        self.summary.frames += 1
-        self.plugins.on_frame(event)
-        if self.on_frame is not None:
-            self.on_frame(event)
-
-    def _stopped_for_failed_sink(self) -> str:
-        failed = ", ".join(redact_target(failure.target) for failure in self.fanout.failures)
-        return (
-            f"the run stops because {failed} failed (see above) and it is saved with --state; the state in "
-            f"{self.plan.state_dir} from before the failure is kept: fix the cause, then `fifo-diffusion resume {self.plan.state_dir}`"
-        )
-
-    def save_if_whole(self) -> None:
-        if self.plan.state_dir is not None and self.whole and self.decoder is not None:
-            self.save()
-
-    def save(self) -> None:
-        """Save the run's state (rank 0 writes it; every rank drains its decoder alike)."""
-        assert self.decoder is not None and self.sampler.position is not None
-        if isinstance(self.decoder, BackgroundDecoder):
-            self.pending.extend(self.decoder.drain())
-        self.fanout.sync()
-        if self.fanout.failures:
-            return  # an output fell behind: the last state saved before the failure stays
-        if self.group is not None and not self.group.is_main:
-            return
-        state = RunState(
-            config=self.plan.config, backbone=self.plan.backbone, fingerprint=self.fingerprint, position=self.sampler.position,
-            frames=self.frames, sinks=[SinkPosition(sink.target, sink.frames_written) for sink in self.sinks],
-            decoder=decoder_state(self.decoder), pending=list(self.pending),
-        )
-        save_state(self.plan.state_dir, state)

@@ -20,6 +20,7 @@ from fifo_core.distributed import WindowGroup, describe_lost_group, is_collectiv
 from fifo_core.errors import FifoError, NumericalError
 from fifo_core.plugins import default_plugins
 from fifo_core.sink import SinkFailure, redact_target
+from fifo_core.state import holds_state
 from fifo_core.stopping import StopRequest
 
 EXIT_CONFIG_ERROR = 2
@@ -184,6 +185,8 @@ def _run_in_group(config: RunConfig | None, group: WindowGroup | None, quiet: bo
 
 def _report(summary: RunSummary, state_dir: str | None = None) -> None:
     rate = f"{summary.frames_per_second:.2f} frames/s"
+    if state_dir is not None and not holds_state(state_dir):
+        state_dir = None  # stopped before its first save (while loading, say): nothing to resume
     if summary.interrupted:
         saved = f"; continue with `fifo-diffusion resume {state_dir}`" if state_dir else ""
         click.echo(f"stopped after {summary.frames} frames ({rate}); every sink holds every frame made{saved}", err=True)
