@@ -85,3 +85,22 @@ def test_a_png_folder_missing_saved_frames_is_refused(tmp_path: Path) -> None:
     write(ImageSequenceSink(f"{folder}/", SETTINGS), range(3))
     with pytest.raises(SinkError, match="should hold 5 frames"):
         ImageSequenceSink.check_continue(f"{folder}/", SETTINGS, 5)
+
+
+def test_a_stream_reconnects_and_a_sink_that_cannot_continue_says_how_to_go_on() -> None:
+    from fifo_core.sink import Sink
+    from fifo_sinks import RtmpSink
+
+    RtmpSink.check_continue("rtmp://127.0.0.1/live/key", SETTINGS, 500)  # a stream keeps nothing: it connects again
+    with pytest.raises(SinkError):
+        RtmpSink.check_continue("rtmp://", SETTINGS, 500)
+
+    class ThirdPartySink(Sink):
+        name = "gif"
+
+        def _open(self, height, width): ...
+        def _write(self, frame): ...
+        def _close(self): ...
+
+    with pytest.raises(SinkError, match="gif sink cannot continue 'a.gif' after a resume; resume with --sink NEW_TARGET"):
+        ThirdPartySink.check_continue("a.gif", SETTINGS, 10)
