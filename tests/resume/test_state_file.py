@@ -128,3 +128,10 @@ def test_ctrl_c_saves_the_state_and_the_cli_says_how_to_resume(tmp_path: Path) -
 def test_resuming_a_finished_run_asks_for_a_length(saved_run: Path) -> None:
     with pytest.raises(ConfigError, match="the saved run is complete: it made the 8 frames.*--frames"):
         resume(saved_run)
+
+
+def test_a_resume_into_a_new_output_gets_the_frames_from_the_resume_point(saved_run: Path, tmp_path: Path) -> None:
+    summary = resume(saved_run, frames=14, sinks=[f"{tmp_path}/rest/"])
+    assert summary.frames == 6 and len(list((tmp_path / "rest").glob("frame_*.png"))) == 6
+    assert [sink.target for sink in load_state(saved_run).sinks] == [f"{tmp_path}/rest/"]
+    assert load_state(saved_run).sinks[0].frames == 6
