@@ -163,6 +163,8 @@ def generate(
     closed.
     """
     plugins = plugins or default_plugins()
+    if group is not None and stop is not None:
+        group.answer_to(stop)  # told to stop, this rank does not wait for a rank that cannot answer
     spec: BackboneSpec = plugins.backbone(config.backbone)
     run = config.resolve(spec.defaults, _timeline(config, plugins))
     settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)

@@ -166,6 +166,8 @@ def _run_in_group(config: RunConfig, group: WindowGroup | None, quiet: bool, sto
             click.echo(f"\nerror: {lost}", err=True)
             sys.exit(EXIT_RUN_FAILED)
         raise
+    if group.stopped_without_others:
+        click.echo(group.stopped_without_others, err=True)
     group.close(wait_for_others=not summary.interrupted)
     return summary
 
