@@ -3,10 +3,13 @@
 Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
 nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
 a random prompt encoder (the text encoder runs once per prompt, not per frame). Prints one table:
-family, resolution, f, n, lookahead, precision, frames, seconds per output frame (steady state:
-after the first frame), seconds to the first frame, peak memory; and the GPU's name.
+family, resolution, f, n, lookahead, queue start, precision, compile mode, frames, seconds per
+output frame in steady state (over whole bursts after the first: decoders that hand out several
+frames at once are timed per burst), over how many frames, seconds to the first frame (warm-up
+and compile included), the compile's share of it, peak memory; and the GPU's name.
 
     python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
+    python benchmarks/adapters.py --families videocrafter2 --compile off,cuda-graphs --lookahead both --start ramp --frames 40
     python benchmarks/adapters.py --families wan2.1-t2v-1.3b --frames 100 --dtype bfloat16
     python benchmarks/adapters.py --tiny --device cpu --frames 3,6 # smoke test of this script
     python benchmarks/adapters.py --families opensora-plan-v1.1 --frames 100 --lookahead both  # 65x512x512, n=8
