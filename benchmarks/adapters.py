@@ -163,6 +163,20 @@ def tiny_settings(family: str) -> dict[str, Any]:
     return {"height": size, "width": size, "window": 4, "partitions": 1}
 
 
+def release(device: torch.device) -> None:
+    """Drop compiled graphs and cached GPU memory between families."""
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def write_rows(path: str | None, device_name: str, rows: list[dict[str, Any]]) -> None:
+    """The table's rows as JSON, with the device and torch version, when ``path`` is given."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump({"device": device_name, "torch": torch.__version__, "rows": rows}, handle, indent=2)
+
+
 def bursts(stamps: list[float], gap: float = 2e-3) -> list[int]:
     """Indices of the last frame of each burst: frames handed out within ``gap`` seconds of the
     one before belong to the same burst (chunked decoders hand out several frames at once)."""
@@ -264,12 +278,8 @@ def main() -> None:
                         flush=True,
                     )
         del backbone, module
-        torch._dynamo.reset()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": gpu, "torch": torch.__version__, "rows": rows}, handle, indent=2)
+        release(device)
+    write_rows(args.json, gpu, rows)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import time
 from typing import Any
 
 import torch
 
-from adapters import FAMILIES, build, tiny_settings  # this folder is on sys.path when run as a script
+from adapters import FAMILIES, build, release, tiny_settings, write_rows  # this folder is on sys.path when run as a script
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.compiled import CompiledDenoiser
 from fifo_speed import synchronize
@@ -152,12 +151,8 @@ def main() -> None:
                         profile_call(sampler, inputs, f"{family} lookahead={lookahead} compile={mode} ({gpu})", profile_handle)
             backbone.denoiser = CompiledDenoiser(module, "off", device)
         del backbone, module, sampler
-        torch._dynamo.reset()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": gpu, "torch": torch.__version__, "rows": rows}, handle, indent=2)
+        release(device)
+    write_rows(args.json, gpu, rows)
 
 
 if __name__ == "__main__":
