@@ -4,15 +4,25 @@ of the queue starts."""
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
-from adapters import bursts, steady_seconds_per_frame  # noqa: E402
-from warm_up_cost import warm_up_rows  # noqa: E402
+
+def _script(name: str):
+    """A benchmark script as a module (by path: ``tests/adapters`` is also a package ``adapters``)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bursts = _script("adapters").bursts
+steady_seconds_per_frame = _script("adapters").steady_seconds_per_frame
+warm_up_rows = _script("warm_up_cost").warm_up_rows
 
 
 def test_frames_in_bursts_are_timed_over_whole_bursts() -> None:
