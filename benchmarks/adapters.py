@@ -3,10 +3,13 @@
 Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
 nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
 a random prompt encoder (the text encoder runs once per prompt, not per frame). Prints one table:
-family, resolution, f, n, lookahead, precision, frames, seconds per output frame (steady state:
-after the first frame), seconds to the first frame, peak memory; and the GPU's name.
+family, resolution, f, n, lookahead, queue start, precision, compile mode, frames, seconds per
+output frame in steady state (over whole bursts after the first: decoders that hand out several
+frames at once are timed per burst), over how many frames, seconds to the first frame (warm-up
+and compile included), the compile's share of it, peak memory; and the GPU's name.
 
     python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
+    python benchmarks/adapters.py --families videocrafter2 --compile off,cuda-graphs --lookahead both --start ramp --frames 40
     python benchmarks/adapters.py --families wan2.1-t2v-1.3b --frames 100 --dtype bfloat16
     python benchmarks/adapters.py --tiny --device cpu --frames 3,6 # smoke test of this script
     python benchmarks/adapters.py --families opensora-plan-v1.1 --frames 100 --lookahead both  # 65x512x512, n=8
@@ -15,6 +18,7 @@ after the first frame), seconds to the first frame, peak memory; and the GPU's n
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -22,6 +26,7 @@ import torch
 
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.backbone import Backbone
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_diffusers import random_models
 from fifo_diffusers.common import RandomPromptEncoder, random_fill_
 from fifo_diffusers.defaults import (
@@ -36,18 +41,31 @@ from fifo_diffusers.defaults import (
 
 FAMILIES = (
     "zeroscope-v2-576w", "animatediff-v1-5", "wan2.1-t2v-1.3b", "modelscope-t2v", "wan2.1-t2v-14b", "latte-1", "ltx-video",
-    "opensora-plan-v1.1",
+    "opensora-plan-v1.1", "videocrafter2",
 )
+# each family's own precision on CUDA (its adapter's ``dtype=auto``)
+CUDA_DTYPES = {"wan2.1-t2v-1.3b": torch.bfloat16, "wan2.1-t2v-14b": torch.bfloat16, "ltx-video": torch.bfloat16}
 DEFAULT_FAMILIES = FAMILIES[:3]
 
 
-def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
-    """A random-weight backbone of ``family`` at its real size (or tiny)."""
+def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype | None = None, compile: CompileMode = "off") -> Backbone:
+    """A random-weight backbone of ``family`` at its real size (or tiny), its denoiser compiled as
+    ``compile`` says; ``dtype`` None: the family's own on CUDA, float32 on the CPU."""
+    if dtype is None:
+        dtype = CUDA_DTYPES.get(family, torch.float16) if device.type == "cuda" else torch.float32
+    backbone = _build_eager(family, tiny, device, dtype)
+    backbone.denoiser = CompiledDenoiser(backbone.denoiser.module, compile, device)
+    return backbone
+
+
+def _build_eager(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
     from fifo_diffusers.animatediff import AnimateDiffBackbone
     from fifo_diffusers.unet3d import UNet3DBackbone
     from fifo_diffusers.wan import WanBackbone
 
     size = "tiny" if tiny else "real"
+    if family == "videocrafter2":
+        return build_videocrafter2(tiny, device, dtype)
     if family in ("zeroscope-v2-576w", "modelscope-t2v", "animatediff-v1-5"):
         if family == "animatediff-v1-5":
             import diffusers
@@ -101,6 +119,17 @@ def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> 
     raise SystemExit(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
 
 
+def build_videocrafter2(tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
+    """VideoCrafter2 (1.41 B U-Net, SD VAE, OpenCLIP ViT-H-14 text tower) with random weights."""
+    from fifo_videocrafter.backbone import VideoCrafterBackbone
+    from fifo_videocrafter.config import TINY_VIDEOCRAFTER2
+
+    architecture = TINY_VIDEOCRAFTER2.model_dump() if tiny else None
+    return VideoCrafterBackbone(
+        "videocrafter2", random_weights=True, device=str(device), dtype=str(dtype).removeprefix("torch."), architecture=architecture, compile="off"
+    )
+
+
 def build_opensora_plan(tiny: bool, device: torch.device, dtype: torch.dtype) -> Backbone:
     """Open-Sora Plan v1.1 65x512x512 at its released size (1.06 B transformer, CausalVAE), random weights."""
     import diffusers
@@ -134,34 +163,64 @@ def tiny_settings(family: str) -> dict[str, Any]:
     return {"height": size, "width": size, "window": 4, "partitions": 1}
 
 
-def measure(backbone: Backbone, family: str, frames: int, tiny: bool, guidance: float | None, lookahead: bool | None = None) -> dict[str, float]:
+def release(device: torch.device) -> None:
+    """Drop compiled graphs and cached GPU memory between families."""
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def write_rows(path: str | None, device_name: str, rows: list[dict[str, Any]]) -> None:
+    """The table's rows as JSON, with the device and torch version, when ``path`` is given."""
+    if path:
+        with open(path, "w") as handle:
+            json.dump({"device": device_name, "torch": torch.__version__, "rows": rows}, handle, indent=2)
+
+
+def bursts(stamps: list[float], gap: float = 2e-3) -> list[int]:
+    """Indices of the last frame of each burst: frames handed out within ``gap`` seconds of the
+    one before belong to the same burst (chunked decoders hand out several frames at once)."""
+    ends = [index - 1 for index in range(1, len(stamps)) if stamps[index] - stamps[index - 1] > gap]
+    return ends + [len(stamps) - 1] if stamps else []
+
+
+def steady_seconds_per_frame(stamps: list[float]) -> tuple[float, int]:
+    """Seconds per frame over whole bursts after the first: from the end of the first burst to the
+    end of the last, over the frames in between; and how many frames that covers."""
+    ends = bursts(stamps)
+    if len(ends) < 2:
+        return float("nan"), 0
+    frames = ends[-1] - ends[0]
+    return (stamps[ends[-1]] - stamps[ends[0]]) / frames, frames
+
+
+def measure(
+    backbone: Backbone, family: str, frames: int, tiny: bool, guidance: float | None, lookahead: bool | None = None, start: str | None = None
+) -> dict[str, Any]:
+    """One FIFO run of ``frames`` frames: time to the first frame (the start's warm-up and every
+    compile included), steady seconds per frame over whole bursts, peak memory."""
     config = RunConfig(
-        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead,
+        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead, start=start,
         **(tiny_settings(family) if tiny else {}),
     )
-    sampler = make_sampler(config, backbone=backbone)
     device = backbone.device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+    compiled_before = backbone.denoiser.compile_seconds
     began = time.perf_counter()
-    first = None
-    first_burst = 0  # frames handed out with the first one (chunked decoders hand out several at once)
-    produced = 0
+    sampler = make_sampler(config, backbone=backbone)
+    stamps = []
     for _ in sampler.frames(frames):
-        produced += 1
-        if first is None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            first = time.perf_counter()
-        if time.perf_counter() - first < 1e-3:
-            first_burst = produced
+        stamps.append(time.perf_counter())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    ended = time.perf_counter()
-    steady = (ended - first) / max(produced - first_burst, 1)
+    per_frame, timed = steady_seconds_per_frame(stamps)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"first": first - began, "per_frame": steady, "peak_gib": peak, "layout": sampler.layout}
+    return {
+        "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed, "peak_gib": peak, "layout": sampler.layout,
+        "compile_s": backbone.denoiser.compile_seconds - compiled_before, "start": sampler.settings.start.kind,
+    }
 
 
 def main() -> None:
@@ -169,39 +228,58 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(DEFAULT_FAMILIES), help=f"comma-separated; known: {', '.join(FAMILIES)}")
     parser.add_argument("--frames", default="100,400", help="video lengths to time, comma-separated")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    parser.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"], help="default: the family's own on CUDA")
+    parser.add_argument("--compile", default="off", help="compile modes of the denoiser, comma-separated: off, on, cuda-graphs")
     parser.add_argument("--guidance", type=float, default=None, help="override the models' guidance (1 disables CFG)")
     parser.add_argument("--tiny", action="store_true", help="tiny models (a CPU smoke test of this script)")
     parser.add_argument("--lookahead", default="default", choices=["default", "on", "off", "both"], help="lookahead denoising")
+    parser.add_argument("--start", default="default", choices=["default", "ramp", "clip", "both"], help="queue start")
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device; run with --tiny --device cpu for a smoke test")
-    dtype = getattr(torch, args.dtype)
     lengths = [int(n) for n in args.frames.split(",")]
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU)"
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"device: {gpu}; torch {torch.__version__}; {'tiny' if args.tiny else 'real-size'} random-weight models")
-    header = f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LD':>3} {'dtype':>8} {'frames':>6} {'s/frame':>9} {'first s':>9} {'peak GiB':>9}"
+    header = (
+        f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LA':>3} {'start':>5} {'dtype':>8} {'compile':>11} {'frames':>6} "
+        f"{'s/frame':>8} {'over':>5} {'first s':>8} {'compile s':>9} {'peak GiB':>8}"
+    )
     print(header)
-    print("-" * len(header))
-    for family in args.families.split(","):
+    print("-" * len(header), flush=True)
+    rows = []
+    lookaheads = {"default": [None], "on": [True], "off": [False], "both": [False, True]}[args.lookahead]
+    starts = {"default": [None], "ramp": ["ramp"], "clip": ["clip"], "both": ["ramp", "clip"]}[args.start]
+    for family in (name.strip() for name in args.families.split(",")):
         with torch.inference_mode():
-            backbone = build(family.strip(), args.tiny, device, dtype)
-            lookaheads = {"default": [None], "on": [True], "off": [False], "both": [True, False]}[args.lookahead]
-            for frames, lookahead in [(frames, lookahead) for lookahead in lookaheads for frames in lengths]:
-                result = measure(backbone, family.strip(), frames, args.tiny, args.guidance, lookahead)
-                layout = result["layout"]
-                settings = tiny_settings(family) if args.tiny else backbone.defaults.model_dump()
-                print(
-                    f"{family:<20} {settings['width']:>4}x{settings['height']:<4} {layout.window:>3} {layout.partitions:>2} "
-                    f"{'on' if layout.lookahead else 'off':>3} {args.dtype:>8} {frames:>6} {result['per_frame']:>9.3f} "
-                    f"{result['first']:>9.1f} {result['peak_gib']:>9.2f}",
-                    flush=True,
-                )
-        del backbone
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+            backbone = build(family, args.tiny, device, getattr(torch, args.dtype) if args.dtype else None)
+            module = backbone.denoiser.module
+            for mode in args.compile.split(","):
+                backbone.denoiser = CompiledDenoiser(module, mode, device)
+                for lookahead, start, frames in [(la, st, n) for la in lookaheads for st in starts for n in lengths]:
+                    result = measure(backbone, family, frames, args.tiny, args.guidance, lookahead, start)
+                    layout = result["layout"]
+                    settings = tiny_settings(family) if args.tiny else backbone.defaults.model_dump()
+                    row = {
+                        "family": family, "width": settings["width"], "height": settings["height"], "window": layout.window,
+                        "partitions": layout.partitions, "lookahead": layout.lookahead, "start": result["start"],
+                        "dtype": str(backbone.dtype).removeprefix("torch."), "compile": mode, "frames": frames,
+                        "seconds_per_frame": round(result["per_frame"], 4), "timed_frames": result["timed_frames"],
+                        "first_frame_s": round(result["first"], 1), "compile_s": round(result["compile_s"], 1), "peak_gib": round(result["peak_gib"], 2),
+                    }
+                    rows.append(row)
+                    print(
+                        f"{family:<20} {row['width']:>4}x{row['height']:<4} {layout.window:>3} {layout.partitions:>2} "
+                        f"{'on' if layout.lookahead else 'off':>3} {row['start']:>5} {row['dtype']:>8} {mode:>11} {frames:>6} "
+                        f"{row['seconds_per_frame']:>8.3f} {row['timed_frames']:>5} {row['first_frame_s']:>8.1f} {row['compile_s']:>9.1f} "
+                        f"{row['peak_gib']:>8.2f}",
+                        flush=True,
+                    )
+        del backbone, module
+        release(device)
+    write_rows(args.json, gpu, rows)
 
 
 if __name__ == "__main__":

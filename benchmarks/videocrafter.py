@@ -58,6 +58,7 @@ def run(backbone: Any, config: RunConfig, lengths: list[int]) -> dict[str, Any]:
         "lookahead": config.lookahead,
         "seconds_per_frame": round(statistics.median(intervals), 4),
         "first_frame_seconds": round(stamps[0] - began, 2),
+        "compile_seconds": round(backbone.denoiser.compile_seconds, 1),  # so far in this process, in the first frame's time
         "timed_frames": len(intervals),
         "peak_mib": peaks,
     }
@@ -108,7 +109,7 @@ def main() -> None:
         print(
             f"{size[0]}x{size[1]} n={args.n} f={window} lookahead={'on ' if lookahead else 'off'}: "
             f"{row['seconds_per_frame']:.3f} s/frame (median of {row['timed_frames']}), "
-            f"first frame after {row['first_frame_seconds']:.1f} s; peak {peaks}"
+            f"first frame after {row['first_frame_seconds']:.1f} s (compile {row['compile_seconds']:.1f} s, {backbone.denoiser.mode}); peak {peaks}"
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -103,7 +103,7 @@ def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: 
     return make_sampler(config, plugins=plugins, backbone=backbone).frames(config.frames)
 
 
-RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads")  # backbone options a resume may change: where and how precisely it computes
+RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads", "compile")  # backbone options a resume may change: where and how it computes
 DEFAULT_SAVE_EVERY = 50  # frames between saved states; a save costs a flush of the sinks and a small file
 
 
@@ -262,6 +262,8 @@ def _execute(
     """Everything checked so far created nothing; here the backbone is loaded, checked against a
     saved state, the clip to continue encoded, and only then are the outputs created."""
     config, run, saved = plan.config, plan.run, plan.resumed
+    if group is not None and stop is not None:
+        group.answer_to(stop)  # told to stop, this rank does not wait for a rank that cannot answer
     settings = SinkSettings(fps=run.fps, overwrite=config.overwrite)
     chosen = _check_outputs_together(plan, plugins, settings, group)
     if group is not None and not group.is_main:

@@ -179,6 +179,8 @@ def _run_in_group(config: RunConfig | None, group: WindowGroup | None, quiet: bo
             click.echo(f"\nerror: {lost}", err=True)
             sys.exit(EXIT_RUN_FAILED)
         raise
+    if group.stopped_without_others:
+        click.echo(group.stopped_without_others, err=True)
     group.close(wait_for_others=not summary.interrupted)
     return summary
 
@@ -247,7 +249,7 @@ def generate_command(
 @click.argument("state_dir", type=click.Path(file_okay=False))
 @click.option("--frames", type=int, help="Video frames in all, counted from the start of the video; leave out to run until Ctrl-C (or to the saved run's limit).")
 @click.option("--sink", "-s", "sinks", multiple=True, help="Outputs instead of the saved run's: those of the saved run continue, new ones get the frames from here on.")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Only device, dtype, vae_dtype and threads may change.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Only device, dtype, vae_dtype, threads and compile may change.")
 @click.option("--save-every", type=int, default=DEFAULT_SAVE_EVERY, show_default=True, metavar="N", help=_SAVE_EVERY_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option(

@@ -8,6 +8,13 @@ output equals a single-process run's. Rank 0 feeds the sinks.
 
 Launch with ``torchrun`` (one process per GPU, any number of nodes with torchrun's usual
 ``--nnodes``/``--rdzv-endpoint`` arguments); NCCL is used for CUDA tensors, gloo on CPUs.
+
+Ending: torchrun forwards a SIGINT or SIGTERM it gets to every worker, waits for them for its
+``--shutdown-timeout`` (30 s by default) and then sends SIGKILL. The ranks agree to stop after the
+same iteration (:func:`fifo_core.api.generate`). A collective blocks signal handlers while it
+waits, so :meth:`WindowGroup._finish` waits in short slices; once this rank was told to stop it
+gives up on a rank whose heartbeat stands still (stopped with SIGSTOP, or hung), so the live
+ranks close their sinks and exit within seconds and the stopped one is left to torchrun's SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,12 +24,39 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from fifo_core.stopping import RunStopped, StopRequest
+
+STOPPING_SILENCE_S = 3.0
+"""Once this rank was told to stop, a rank whose heartbeat has not moved for this long is taken
+to be unable to answer (stopped or hung), and this rank ends its run without it."""
+STOPPING_PATIENCE_S = 20.0
+"""The longest a rank told to stop waits in one collective for ranks that still beat: below
+torchrun's default ``--shutdown-timeout`` of 30 s, so rank 0 closes its sinks before SIGKILL."""
+_WAIT_SLICE = timedelta(milliseconds=100)  # how soon a signal's handler runs while a collective waits
+
+
+class StoppedWithoutOthers(RunStopped):
+    """This rank was told to stop and ended its run without a rank that did not answer or had
+    left already; the message is one line saying which."""
+
+
+@dataclass
+class _Leaving:
+    """How this rank's run ends: the stop request that cuts its waits short, why it stopped
+    without the others (if it did), whether it left a collective unfinished, and the heartbeat
+    to end when it leaves."""
+
+    stop: StopRequest | None = None
+    note: str | None = None
+    abandoned_collective: bool = False
+    heartbeat_done: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -33,6 +67,7 @@ class WindowGroup:
     world_size: int
     process_group: Any = None
     owns_default_group: bool = False
+    _leaving: _Leaving = field(default_factory=_Leaving, compare=False, repr=False)
 
     @classmethod
     def from_environment(cls, backend: str | None = None, timeout_s: float | None = None) -> WindowGroup | None:
@@ -54,8 +89,18 @@ class WindowGroup:
             dist.init_process_group(backend=backend, **({"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}))
         group = cls(rank=dist.get_rank(), world_size=dist.get_world_size(), owns_default_group=owns)
         if owns:
-            start_heartbeat(group.rank)
+            start_heartbeat(group.rank, group._leaving.heartbeat_done)
         return group
+
+    def answer_to(self, stop: StopRequest) -> None:
+        """Let ``stop`` cut this rank's waits short: once it is set, a collective waits for the
+        other ranks only while they show signs of life (see :data:`STOPPING_SILENCE_S`)."""
+        self._leaving.stop = stop
+
+    @property
+    def stopped_without_others(self) -> str | None:
+        """One line saying why this rank ended its run without the others, or ``None``."""
+        return self._leaving.note
 
     def close(self, *, wait_for_others: bool = True) -> None:
         """Leave the group: wait until every rank is done, then tear down the process group if
@@ -65,10 +110,21 @@ class WindowGroup:
         threads mid-flight, which aborts the process (``terminate called without an active
         exception``) and makes torchrun report the whole run failed. Pass
         ``wait_for_others=False`` when leaving because of an error: the other ranks may never
-        reach the barrier.
+        reach the barrier. A rank that left a collective unfinished (told to stop, it gave up on a
+        silent rank, or a second Ctrl-C came) does not tear the group down, which would wait for
+        that collective: the process exits with the group in place.
         """
         if not self.owns_default_group or not dist.is_initialized():
             return
+        self._leaving.heartbeat_done.set()
+        store = _store()
+        if store is not None:
+            try:  # the others then know this rank left on purpose, and do not call it lost
+                store.set(_LEFT_KEY.format(rank=self.rank), "1")
+            except Exception:  # noqa: BLE001 - the store is gone: the group is ending anyway
+                pass
+        if self._leaving.abandoned_collective:
+            return  # destroying the group would wait for that collective, maybe for a rank that cannot answer
         if wait_for_others:
             dist.barrier()
         dist.destroy_process_group()
@@ -83,9 +139,9 @@ class WindowGroup:
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` is set on any rank; every rank must call this at the same point."""
-        on_gpu = dist.get_backend(self.process_group) == "nccl"
+        on_gpu = self._on_gpu()
         value = torch.tensor([1.0 if flag else 0.0], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
-        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.process_group)
+        self._finish(dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.process_group, async_op=True))
         return bool(value.item() > 0)
 
     def gather_rows(self, mine: torch.Tensor, rows: int) -> torch.Tensor:
@@ -95,12 +151,100 @@ class WindowGroup:
         padded = mine.new_zeros((per_rank, *mine.shape[1:]))
         padded[: mine.shape[0]] = mine
         gathered = [torch.empty_like(padded) for _ in range(self.world_size)]
-        dist.all_gather(gathered, padded, group=self.process_group)
+        self._finish(dist.all_gather(gathered, padded, group=self.process_group, async_op=True))
         return torch.stack([gathered[row % self.world_size][row // self.world_size] for row in range(rows)])
+
+    def _on_gpu(self) -> bool:
+        return dist.get_backend(self.process_group) == "nccl"
+
+    def _finish(self, work: Any) -> None:
+        """Wait for the collective ``work``. In slices, so that a signal's handler runs meanwhile;
+        once this rank was told to stop, raise :class:`StoppedWithoutOthers` rather than wait
+        for a rank that stays silent or has left."""
+        stop, watch = self._leaving.stop, None
+        try:
+            while not _completed(work, self._on_gpu()):
+                if stop is None or not stop.is_set():
+                    continue
+                watch = watch or _PeerWatch(self.world_size, self.rank)
+                silent = watch.silent()
+                if silent:
+                    self._stop_without_others(
+                        f"rank {_ranks(silent)} did not answer for {STOPPING_SILENCE_S:.0f} s (stopped or hung), so this rank ended "
+                        "without it; torchrun sends SIGKILL to it after its --shutdown-timeout (30 s unless set)"
+                    )
+                if watch.waited_s > STOPPING_PATIENCE_S:
+                    self._stop_without_others(f"the other ranks did not answer within {STOPPING_PATIENCE_S:.0f} s, so this rank ended without them")
+        except Exception as error:
+            if stop is None or not stop.is_set() or not is_collective_failure(error):
+                raise
+            # in a pair, a failed collective means the other rank went away
+            left = left_ranks(self.world_size, self.rank) or ([1 - self.rank] if self.world_size == 2 else [])
+            self._stop_without_others(f"rank {_ranks(left)} had already left, so this rank stopped too" if left else "another rank had already left, so this rank stopped too", error)
+        finally:
+            if not work.is_completed():
+                self._leaving.abandoned_collective = True
+
+    def _stop_without_others(self, reason: str, cause: BaseException | None = None) -> None:
+        self._leaving.note = f"rank {self.rank}: stopped by a signal; {reason}"
+        raise StoppedWithoutOthers(self._leaving.note) from cause
+
+
+def _completed(work: Any, on_gpu: bool) -> bool:
+    """Wait a slice of time for ``work``: ``True`` once it is done, its error if it failed."""
+    if on_gpu:
+        # NCCL's wait() only orders CUDA streams; the CPU would block later, in a synchronisation
+        # that no signal handler can interrupt, so poll until the collective has run
+        if not work.is_completed():
+            time.sleep(0.001)
+            return False
+        work.wait()
+        return True
+    try:
+        work.wait(timeout=_WAIT_SLICE)
+    except RuntimeError:
+        if not work.is_completed():
+            return False  # only the slice ran out
+        work.wait()  # the collective's own outcome: its error, or done just after the slice
+    return True
+
+
+def _ranks(ranks: list[int]) -> str:
+    return ", ".join(map(str, ranks))
+
+
+class _PeerWatch:
+    """The other ranks' heartbeats, read at most twice a second from when the watch began: a
+    rank is silent once its beat has not changed for :data:`STOPPING_SILENCE_S`."""
+
+    def __init__(self, world_size: int, me: int) -> None:
+        self.world_size, self.me, self.store = world_size, me, _store()
+        self.began = self.read_at = time.monotonic()
+        self.beats: dict[int, str | None] = {}
+        self.changed_at: dict[int, float] = {}
+        self._read()
+
+    @property
+    def waited_s(self) -> float:
+        return time.monotonic() - self.began
+
+    def _read(self) -> None:
+        self.read_at = now = time.monotonic()
+        for rank, beat in _heartbeats(self.store, self.world_size, self.me).items():
+            if rank not in self.beats or beat != self.beats[rank]:
+                self.beats[rank], self.changed_at[rank] = beat, now
+
+    def silent(self) -> list[int]:
+        if self.store is None:
+            return []  # cannot be told: STOPPING_PATIENCE_S ends the wait
+        if time.monotonic() - self.read_at >= 0.5:
+            self._read()
+        return [rank for rank, at in self.changed_at.items() if self.read_at - at >= STOPPING_SILENCE_S]
 
 
 HEARTBEAT_PERIOD_S = 1.0
 _HEARTBEAT_KEY = "fifo_diffusion/heartbeat/{rank}"
+_LEFT_KEY = "fifo_diffusion/left/{rank}"
 
 
 def _store() -> Any:
@@ -110,23 +254,39 @@ def _store() -> Any:
         return None
 
 
-def start_heartbeat(rank: int) -> None:
+def start_heartbeat(rank: int, done: threading.Event | None = None) -> None:
     """Write this rank's wall-clock time to the group's store every second, from a daemon
-    thread, so that when a collective fails the survivors can name the rank that went silent
-    (killed, or stopped with SIGSTOP) instead of showing the backend's traceback."""
+    thread, until ``done`` is set, so that when a collective fails the survivors can name the rank
+    that went silent (killed, or stopped with SIGSTOP) instead of showing the backend's traceback."""
     store = _store()
     if store is None:
         return
+    done = done or threading.Event()
 
     def beat() -> None:
-        while True:
+        while not done.is_set():
             try:
                 store.set(_HEARTBEAT_KEY.format(rank=rank), repr(time.time()))
             except Exception:  # noqa: BLE001 - the store is gone: the group is ending anyway
                 return
-            time.sleep(HEARTBEAT_PERIOD_S)
+            done.wait(HEARTBEAT_PERIOD_S)
 
     threading.Thread(target=beat, name="fifo-heartbeat", daemon=True).start()
+
+
+def left_ranks(world_size: int, me: int) -> list[int]:
+    """The other ranks that left the group on purpose (through :meth:`WindowGroup.close`)."""
+    store = _store()
+    if store is None:
+        return []
+    left = []
+    for rank in range(world_size):
+        try:
+            if rank != me and store.check([_LEFT_KEY.format(rank=rank)]):
+                left.append(rank)
+        except Exception:  # noqa: BLE001 - the store is gone: nothing to tell
+            return []
+    return left
 
 
 def _heartbeats(store: Any, world_size: int, me: int) -> dict[int, str | None]:
@@ -170,8 +330,11 @@ def is_collective_failure(error: BaseException) -> bool:
 
 def describe_lost_group(group: WindowGroup, error: BaseException) -> str:
     """One line for a failed collective that names the lost rank(s) where the heartbeat tells."""
-    silent = silent_ranks(group.world_size, group.rank)
-    if silent:
+    left = left_ranks(group.world_size, group.rank)
+    silent = None if left else silent_ranks(group.world_size, group.rank)
+    if left:
+        who = f"rank {_ranks(left)} left the run first (it was stopped or failed; its own message says which)"
+    elif silent:
         who = f"lost rank {', '.join(map(str, silent))} (no sign of life for several seconds: killed, stopped or hung)"
     else:
         who = "lost contact with another rank"

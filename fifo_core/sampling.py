@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import Backbone
+from fifo_core.compiled import eager_calls
 from fifo_core.config import RunSettings
 from fifo_core.decoding import frame_stream
 from fifo_core.distributed import WindowGroup
@@ -95,7 +96,8 @@ class FifoSampler:
     def _clip_step(self, clip: torch.Tensor, level: int, guidance_scale: float) -> torch.Tensor:
         """One ordinary step of a clip ``'f c h w'`` at ``level`` (the clip start's)."""
         timesteps = self._timesteps[level].expand(1, clip.shape[0]).to(self.backbone.device)
-        output = self.model(clip.permute(1, 0, 2, 3)[None], timesteps, [self.prompt_for_latent(0)], guidance_scale)
+        with eager_calls():  # a warm-up shape: not worth compiling (fifo_core.compiled)
+            output = self.model(clip.permute(1, 0, 2, 3)[None], timesteps, [self.prompt_for_latent(0)], guidance_scale)
         if not bool(torch.isfinite(output).all()):
             raise NumericalError(
                 f"the model returned NaN or infinite values in the clip start's step at noise level {level} "
@@ -122,7 +124,8 @@ class FifoSampler:
         timesteps = torch.stack([self._timesteps[queue.levels[w.read_start : w.read_stop]] for w in windows])
         # a window's prompt is the one in force at the middle of the slots it writes
         prompts = [self.prompt_for_latent(int(queue.frame_ids[(w.write_start + w.write_stop - 1) // 2])) for w in windows]
-        output = self.model.windows(latents, timesteps.to(self.backbone.device), prompts).permute(0, 2, 1, 3, 4)
+        with eager_calls(len(windows) < len(self.layout.windows)):  # a ramp's warm-up shapes run eagerly
+            output = self.model.windows(latents, timesteps.to(self.backbone.device), prompts).permute(0, 2, 1, 3, 4)
         if not bool(torch.isfinite(output).all()):  # before the queue changes, so the position stays whole
             raise self._numerical_fault(queue, iteration, windows, output)
         model_output = torch.zeros_like(queue.latents)

@@ -59,6 +59,7 @@ class AnimateDiffBackbone(UNet3DBackbone):
             defaults=defaults,
             device=device,
             dtype=dtype,
+            compile=parsed.compile,
         )
 
 

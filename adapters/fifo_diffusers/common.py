@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import to_uint8_frame
+from fifo_core.compiled import COMPILE_DESCRIPTION, CompileMode
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import DiscreteSchedule, FlowMatchingSchedule, NoiseSchedule
 
@@ -57,6 +58,7 @@ class DiffusersOptions(BaseModel):
     variant: str | None = Field(default=None, description="weights variant on the hub, e.g. 'fp16'")
     revision: str | None = None
     local_files_only: bool = Field(default=False, description="never reach the network")
+    compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers.common import (
@@ -225,9 +226,11 @@ def latte_noise_prediction(
     latents: torch.Tensor,
     timesteps: torch.Tensor,
     encoder_states: torch.Tensor,
+    denoiser: Callable[..., Any] | None = None,
 ) -> torch.Tensor:
     """Epsilon ``'b c f h w'`` of a ``LatteTransformer3DModel`` at per-frame ``timesteps`` ``'b f'``:
-    the first ``c`` output channels (the rest, when present, are the learned variance)."""
+    the first ``c`` output channels (the rest, when present, are the learned variance). The call
+    goes through ``denoiser`` (the transformer compiled, see :mod:`fifo_core.compiled`) when given."""
     frames, length = latents.shape[2], transformer.config.video_length
     if frames not in (1, length):
         raise ConfigError(
@@ -239,7 +242,7 @@ def latte_noise_prediction(
     device, dtype = parameter.device, parameter.dtype
     timesteps = timesteps.to(device, torch.float32)
     with shim.active(timesteps):
-        output = transformer(
+        output = (denoiser or transformer)(
             latents.to(device, dtype),
             timesteps[:, 0].contiguous(),
             encoder_hidden_states=encoder_states.to(device, dtype),
@@ -261,10 +264,12 @@ class LatteBackbone:
         defaults: BackboneDefaults,
         device: torch.device,
         dtype: torch.dtype,
+        compile: CompileMode = "auto",
     ) -> None:
         self.transformer = place(transformer, device, dtype)
         self.vae = place(vae, device, torch.float32)
         self.shim = PerFrameModulation(self.transformer)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
         self.defaults = defaults
@@ -294,6 +299,7 @@ class LatteBackbone:
             defaults=defaults,
             device=device,
             dtype=dtype,
+            compile=parsed.compile,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -307,7 +313,7 @@ class LatteBackbone:
 
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
         """Noise prediction ``'b c f h w'`` (epsilon only) at per-frame ``timesteps`` ``'b f'``."""
-        return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, stack_conditioning(conditioning))
+        return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, stack_conditioning(conditioning), self.denoiser)
 
     def frame_decoder(self) -> StatelessDecoder:
         return StatelessDecoder(lambda latent: decode_sd_frame(self.vae, latent))

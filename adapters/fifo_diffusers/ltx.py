@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import BackboneDefaults
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
@@ -83,8 +84,10 @@ class LTXBackbone:
         decode_context: int = 2,
         decode_lookahead: int = 2,
         decode_chunk: int = 4,
+        compile: CompileMode = "auto",
     ) -> None:
         self.transformer = place(transformer, device, dtype)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
         self.vae = place(vae, device, vae_dtype)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
@@ -128,6 +131,7 @@ class LTXBackbone:
             decode_context=parsed.decode_context,
             decode_lookahead=parsed.decode_lookahead,
             decode_chunk=parsed.decode_chunk,
+            compile=parsed.compile,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -162,7 +166,7 @@ class LTXBackbone:
         states = torch.cat([state for state, _ in conditioning]).to(self.device, self.dtype)
         mask = torch.cat([mask for _, mask in conditioning]).to(self.device)
         spatial, temporal = self.vae.spatial_compression_ratio, self.vae.temporal_compression_ratio
-        output = self.transformer(
+        output = self.denoiser(
             hidden_states=self.pack(latents.to(self.device, self.dtype)),
             encoder_hidden_states=states,
             timestep=self.token_timesteps(timesteps.to(self.device, torch.float32), height, width),

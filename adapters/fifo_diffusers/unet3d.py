@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers.common import (
@@ -48,10 +49,12 @@ class UNet3DBackbone:
         defaults: BackboneDefaults,
         device: torch.device,
         dtype: torch.dtype,
+        compile: CompileMode = "auto",
     ) -> None:
         self.unet = place(unet, device, dtype)
         self.vae = place(vae, device, torch.float32)
         self.shim = PerFrameTimeEmbedding(self.unet)
+        self.denoiser = CompiledDenoiser(self.unet, compile, device)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
         self.defaults = defaults
@@ -80,6 +83,7 @@ class UNet3DBackbone:
             defaults=defaults,
             device=device,
             dtype=dtype,
+            compile=parsed.compile,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -96,7 +100,7 @@ class UNet3DBackbone:
         """Noise prediction ``'b c f h w'``; ``timesteps`` ``'b f'`` reach the ResNets frame by frame."""
         timesteps = timesteps.to(self.device, torch.float32)
         with self.shim.active(timesteps):
-            return self.unet(
+            return self.denoiser(
                 latents.to(self.device, self.dtype),
                 timesteps[:, 0],
                 encoder_hidden_states=self.encoder_states(conditioning, latents.shape[2]),

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from fifo_core.backbone import BackboneDefaults
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import NoiseSchedule
 from fifo_diffusers.common import (
@@ -105,8 +106,10 @@ class WanBackbone:
         device: torch.device,
         dtype: torch.dtype,
         vae_dtype: torch.dtype = torch.float32,
+        compile: CompileMode = "auto",
     ) -> None:
         self.transformer = place(transformer, device, dtype)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
         self.vae = place(vae, device, vae_dtype)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
@@ -136,6 +139,7 @@ class WanBackbone:
             device=device,
             dtype=dtype,
             vae_dtype=vae_dtype,
+            compile=parsed.compile,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -156,7 +160,7 @@ class WanBackbone:
     def predict(self, latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Sequence[torch.Tensor]) -> torch.Tensor:
         """Flow velocity ``'b c f h w'`` for ``latents`` ``'b c f h w'`` at ``timesteps`` ``'b f'``."""
         height, width = latents.shape[-2:]
-        return self.transformer(
+        return self.denoiser(
             latents.to(self.device, self.dtype),
             self.token_timesteps(timesteps.to(self.device, torch.float32), height, width),
             encoder_hidden_states=stack_conditioning(conditioning).to(self.dtype),

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import torch
 
 from fifo_core.backbone import BackboneDefaults, Row
+from fifo_core.compiled import CompiledDenoiser, CompileMode
 from fifo_core.decoding import ChunkedClipDecoder
 from fifo_core.errors import ConfigError
 from fifo_core.schedule import DiscreteSchedule
@@ -127,10 +128,12 @@ class OpenSoraPlanBackbone:
         decode_context: int = 4,
         decode_chunk: int = 4,
         decode_lookahead: int = 0,
+        compile: CompileMode = "auto",
     ) -> None:
         self.transformer = place(transformer, device, dtype)
         self.vae = vae.to(device, vae_dtype).eval()
         self.shim = PerFrameModulation(self.transformer)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
         self.prompt_encoder = prompt_encoder
         self.defaults = defaults
         self.device = device
@@ -172,6 +175,7 @@ class OpenSoraPlanBackbone:
             decode_context=parsed.decode_context,
             decode_chunk=parsed.decode_chunk,
             decode_lookahead=parsed.decode_lookahead,
+            compile=parsed.compile,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
@@ -196,13 +200,13 @@ class OpenSoraPlanBackbone:
         lengths run as separate batches (the transformer takes no attention mask, so padding a
         row's states would change its output); without, the call is one batch of prompts."""
         if rows is None:
-            return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, cut_to_longest(conditioning))
+            return latte_noise_prediction(self.transformer, self.shim, latents, timesteps, cut_to_longest(conditioning), self.denoiser)
         lengths = [cut_length(own, row) for own, row in zip(conditioning, rows)]
         output = torch.empty_like(latents, dtype=self.dtype, device=self.device)
         for length in sorted(set(lengths)):
             chosen = [index for index, kept in enumerate(lengths) if kept == length]
             states = torch.cat([conditioning[index].states[:, :length] for index in chosen])
-            output[chosen] = latte_noise_prediction(self.transformer, self.shim, latents[chosen], timesteps[chosen], states).to(output.dtype)
+            output[chosen] = latte_noise_prediction(self.transformer, self.shim, latents[chosen], timesteps[chosen], states, self.denoiser).to(output.dtype)
         return output
 
     def frame_decoder(self) -> ChunkedClipDecoder:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import BackboneDefaults
+from fifo_core.compiled import COMPILE_DESCRIPTION, CompileMode
 from fifo_diffusers.common import DType
 
 Variant = Literal["65x512x512", "221x512x512"]
@@ -45,6 +46,7 @@ class OpenSoraPlanOptions(BaseModel):
     decode_lookahead: int = Field(default=0, ge=0, description="later latents decoded with each chunk (output waits for them)")
     revision: str | None = None
     local_files_only: bool = Field(default=False, description="never reach the network")
+    compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
 
 
 class OpenSoraPlan221Options(OpenSoraPlanOptions):

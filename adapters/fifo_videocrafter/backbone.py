@@ -12,6 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
+from fifo_core.compiled import COMPILE_DESCRIPTION, CompiledDenoiser, CompileMode
 from fifo_core.errors import ConfigError
 from fifo_videocrafter.checkpoint import load_modules, random_modules, read_checkpoint
 from fifo_videocrafter.config import ARCHITECTURES, VideoCrafterArchitecture
@@ -48,6 +49,7 @@ class VideoCrafterOptions(BaseModel):
         default=None, description="architecture override: a JSON file or object (default: the variant's)"
     )
     random_weights: bool = Field(default=False, description="no checkpoint: random weights, for benchmarks only")
+    compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
 
 
 def _architecture(variant: str, override: VideoCrafterArchitecture | dict | str | None) -> VideoCrafterArchitecture:
@@ -76,6 +78,7 @@ class VideoCrafterBackbone:
         ignore_signal_scale: bool = False,
         architecture: VideoCrafterArchitecture | dict | str | None = None,
         random_weights: bool = False,
+        compile: CompileMode = "auto",
     ) -> None:
         if variant not in ARCHITECTURES:
             raise ConfigError(f"unknown VideoCrafter variant {variant!r}; expected one of {sorted(ARCHITECTURES)}")
@@ -99,6 +102,7 @@ class VideoCrafterBackbone:
         self.unet = modules.unet.to(self.device, self.dtype)
         self.vae = modules.vae.to(self.device, self.dtype)
         self.text_encoder = modules.text.to(self.device, self.dtype)
+        self.denoiser = CompiledDenoiser(self.unet, compile, self.device)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         multiple = self.architecture.vae.downsampling * 2 ** (len(self.architecture.unet.channel_mult) - 1)
@@ -121,7 +125,7 @@ class VideoCrafterBackbone:
         """Noise ``'b c f h w'`` for latents ``'b c f h w'`` with timesteps ``'b f'``."""
         context = torch.stack(list(conditioning)).to(self.device)
         fps = torch.full((latents.shape[0],), self.fps, device=self.device)
-        output = self.unet(latents.to(self.device), timesteps.to(self.device), context, fps)
+        output = self.denoiser(latents.to(self.device), timesteps.to(self.device), context, fps)
         return output.to(latents.dtype)
 
     @torch.no_grad()

@@ -126,3 +126,18 @@ def test_fifo_end_to_end_through_the_cli_into_an_mp4(tiny_files, tmp_path: Path)
     assert result.exit_code == 0, result.output
     frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames == 3
+
+
+def test_a_compiled_run_compiles_one_shape_after_the_warm_up_and_makes_the_eager_frames(tiny_options) -> None:
+    """The ramp's warm-up batches grow window by window and run eagerly; the steady state's one
+    shape compiles once. Dynamo's capture (``aot_eager``: no code generation) gives eager's frames."""
+    from fifo_core.compiled import CompiledDenoiser
+
+    config = RunConfig(prompt="a red panda", backbone="videocrafter2", height=VIDEO[0], width=VIDEO[1], window=4, partitions=3, frames=12, seed=3)
+    eager = list(iter_frames(config, backbone=load_backbone("videocrafter2", tiny_options)))
+    backbone = load_backbone("videocrafter2", {**tiny_options, "compile": "on"})
+    assert backbone.denoiser.mode == "on"
+    backbone.denoiser = CompiledDenoiser(backbone.unet, "on", torch.device("cpu"), backend="aot_eager")
+    compiled = list(iter_frames(config, backbone=backbone))
+    assert backbone.denoiser.compiled_shapes == 1
+    assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(eager, compiled)) <= 1
