@@ -5,7 +5,7 @@
     python benchmarks/rel_mse.py --learned --clips 64 --plot rel_mse.png   # the default model, fifo-shapes
 
 ``--learned`` measures the default model (fifo-shapes) on clips of its world instead
-(:mod:`fifo_shapes.rel_mse`), every configuration with and without lookahead, and prints the
+(:mod:`fifo_core.rel_mse` on clips from :mod:`fifo_shapes.rel_mse`), every configuration with and without lookahead, and prints the
 Gaussian backbone's closed-form mean beside it at rho 0.9 and 0.99; ``--plot`` draws rel_mse
 against timestep for every configuration as a PNG.
 
@@ -27,8 +27,9 @@ import time
 import torch
 
 from fifo_core.partition import QueueLayout
+from fifo_core.rel_mse import RelMse
 from fifo_gaussian.ar1 import GaussianAR1Backbone
-from fifo_gaussian.rel_mse import RelMse, exact_rel_mse, monte_carlo_rel_mse
+from fifo_gaussian.rel_mse import exact_rel_mse, monte_carlo_rel_mse
 
 CONFIGURATIONS = [(1, False), (2, False), (4, False), (8, False), (1, True), (4, True), (8, True)]
 LEARNED_CONFIGURATIONS = [(1, False), (2, False), (4, False), (8, False), (1, True), (2, True), (4, True), (8, True)]
@@ -88,7 +89,8 @@ def plot(results: dict[str, RelMse], path: str, title: str) -> None:
 def learned(args: argparse.Namespace) -> None:
     """The default model's rel_mse per configuration, with the Gaussian closed form beside it."""
     from fifo_core.api import load_backbone
-    from fifo_shapes.rel_mse import backbone_rel_mse, world_clips
+    from fifo_core.rel_mse import backbone_rel_mse
+    from fifo_shapes.rel_mse import world_clips
 
     backbone = load_backbone("fifo-shapes", {"device": args.device})
     clips, captions = world_clips(args.clips, args.window, args.seed)
