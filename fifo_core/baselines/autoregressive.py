@@ -61,6 +61,7 @@ class ChunkedAutoregressive(LongVideo):
     def latents(self, frames: int) -> Iterator[torch.Tensor]:
         denoiser, f = self.denoiser, self.window
         clip = denoiser.sample(denoiser.initial_noise(0, f), denoiser.prompt(f // 2), denoiser.fresh_guidance)
+        self._holding(clip)
         yield from clip[:frames]
         made, piece = f, 1
         while made < frames:
