@@ -16,6 +16,7 @@ be recomputed with ``--load`` without generating again.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -77,10 +78,11 @@ def plot(scores: FrameScores, window: int, path: str, title: str, footer: list[s
         return {name: (xs, [row[name] for row in rows]) for name in names}
 
     panels(path, title, footer, [
-        ("fraction", series("agrees", "motion", "exact_step", "shape")),
-        ("change", series("change")),
-        ("pixels", series("mean", "std")),
-        ("drift", series("off_palette", "area")),
+        ("fraction of frames: agreeing with the prompt, motion verdict, exact one-pixel steps, right shape",
+         series("agrees", "motion", "exact_step", "shape"), (0.0, 1.05)),
+        ("frame-to-frame change: mean |difference| of consecutive frames, 0..255", series("change")),
+        ("pixel statistics: mean and standard deviation, 0..255", series("mean", "std")),
+        ("colour drift: mean distance to the nearest palette colour (0..255); shape area in pixels", series("off_palette", "area")),
     ], x_label=f"frame (centre of each window of {window})")
 
 
@@ -94,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save", metavar="NPZ", help="keep the frames (32x32 uint8) in this file")
     parser.add_argument("--load", metavar="NPZ", help="score the frames of an earlier --save instead of generating")
     parser.add_argument("--plot", metavar="PNG", help="draw the windows' scores over time into this file")
+    parser.add_argument("--machine", help="how the output names the machine (default: its architecture and core count)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    command = "python benchmarks/no_decay.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.load:
         saved = np.load(args.load)
         frames, caption, seconds = saved["frames"], Caption.parse(str(saved["prompt"])), float(saved.get("seconds", float("nan")))
@@ -105,14 +109,14 @@ def main(argv: list[str] | None = None) -> None:
         frames, seconds = generate(caption, args.frames, seed, args.device, args.save)
     if args.window > len(frames):
         sys.exit(f"a window of {args.window} frames is longer than the {len(frames)} frames; pass a smaller --window")
-    machine = f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread" if args.device == "cpu" else args.device
+    machine = args.machine or (f"{os.cpu_count()}-core {platform.machine()} CPU" if args.device == "cpu" else args.device)
+    machine += f", {torch.get_num_threads()} torch thread"
     print(f"fifo-shapes, {caption.text!r}, seed {seed}, {len(frames)} frames ({seconds:.0f} s to generate, "
           f"{len(frames) / seconds:.1f} frames/s, {machine}), backbone defaults")
     scores = score_frames(frames, caption)
     for line in table(scores, args.window):
         print(line)
     if args.plot:
-        command = "python benchmarks/no_decay.py " + " ".join(argv if argv is not None else sys.argv[1:])
         plot(scores, args.window, args.plot, f"fifo-shapes over {len(frames)} frames: {caption.text!r}, seed {seed}",
              [f"machine: {machine}", f"command: {command}"])
         print(f"wrote {args.plot}")

@@ -1,7 +1,7 @@
 """Line plots as PNG files with Pillow alone (no plotting library is a dependency).
 
 ``panels(path, title, footer, panels)`` draws one panel per entry, stacked; each panel is
-``(y label, {series name: (xs, ys)})``. ``footer`` names the machine and the command, so a figure
+``(y label, {series name: (xs, ys)})``, or with a third item ``(low, high)`` fixing its y range. ``footer`` names the machine and the command, so a figure
 always says how to make it again.
 """
 
@@ -26,28 +26,28 @@ def _bounds(values: list[float], floor: float | None = None) -> tuple[float, flo
     return low - pad, high + pad
 
 
-def panels(path: str, title: str, footer: Sequence[str], content: Sequence[tuple[str, Series]], x_label: str, width: int = 900, panel_height: int = 210) -> None:
+def panels(path: str, title: str, footer: Sequence[str], content: Sequence[tuple], x_label: str, width: int = 900, panel_height: int = 210) -> None:
     from PIL import Image, ImageDraw
 
-    left, right, top, gap, bottom = 80, 250, 40, 40, 30 + 16 * len(footer)
+    left, right, top, gap, bottom = 80, 250, 50, 40, 30 + 16 * len(footer)
     height = top + len(content) * (panel_height + gap) + bottom
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((left, 12), title, fill="black")
-    xs_all = [float(x) for _, series in content for xs, _ in series.values() for x in xs]
+    draw.text((left, 10), title, fill="black")
+    xs_all = [float(x) for entry in content for xs, _ in entry[1].values() for x in xs]
     x_low, x_high = (min(xs_all), max(xs_all)) if xs_all else (0.0, 1.0)
     if x_high == x_low:
         x_high = x_low + 1
-    for index, (label, series) in enumerate(content):
+    for index, (label, series, *fixed) in enumerate(content):
         y0 = top + index * (panel_height + gap)
         y1 = y0 + panel_height
-        low, high = _bounds([float(y) for _, ys in series.values() for y in ys])
+        low, high = fixed[0] if fixed else _bounds([float(y) for _, ys in series.values() for y in ys])
 
         def at(x: float, y: float) -> tuple[float, float]:
             return (left + (width - left - right) * (x - x_low) / (x_high - x_low), y1 - panel_height * (y - low) / (high - low))
 
         draw.rectangle([left, y0, width - right, y1], outline="black")
-        draw.text((8, y0 + panel_height // 2 - 6), label[:10], fill="black")
+        draw.text((left, y0 - 14), label, fill="black")
         for step in range(5):
             value = low + (high - low) * step / 4
             _, y = at(x_low, value)

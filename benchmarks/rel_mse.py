@@ -3,6 +3,8 @@
     python benchmarks/rel_mse.py                 # f = 8: n = 1, 2, 4, 8 without lookahead; n = 1, 4, 8 with
     python benchmarks/rel_mse.py --seed 3 --rho 0.7 --draws 8192
     python benchmarks/rel_mse.py --learned --clips 64 --plot rel_mse.png   # the default model, fifo-shapes
+    python benchmarks/rel_mse.py --rhos 0.5 0.9 0.96 0.99 -f 16           # closed form only: the regimes
+    python benchmarks/rel_mse.py --learned --weights adapters/fifo_shapes/weights/base   # trained on one-level clips only
 
 ``--learned`` measures the default model (fifo-shapes) on clips of its world instead
 (:mod:`fifo_core.rel_mse` on clips from :mod:`fifo_shapes.rel_mse`), every configuration with and without lookahead, and prints the
@@ -111,13 +113,14 @@ def learned(args: argparse.Namespace) -> None:
     from fifo_core.rel_mse import adjacent_frame_correlation, backbone_rel_mse
     from fifo_shapes.rel_mse import world_clips
 
-    backbone = load_backbone("fifo-shapes", {"device": args.device, "threads": 1})
+    backbone = load_backbone("fifo-shapes", {"device": args.device, "threads": 1} | ({"weights": args.weights} if args.weights else {}))
     clips, captions = world_clips(args.clips, args.window, args.seed)
     conditioning = [backbone.encode_prompt(text) for text in captions]
     world_rho = adjacent_frame_correlation(world_clips(1024, args.window, args.seed + 1)[0])
     rhos = (0.9, round(world_rho, 2), 0.99)
     gaussian = {rho: GaussianAR1Backbone(rho=rho, denoiser="single-level", channels=1, downsample=1) for rho in rhos}
-    print(f"rel_mse, fifo-shapes on {args.clips} clips of its world, f={args.window}, seed={args.seed}, device {args.device}, "
+    weights = f" (weights {args.weights})" if args.weights else ""
+    print(f"rel_mse, fifo-shapes{weights} on {args.clips} clips of its world, f={args.window}, seed={args.seed}, device {args.device}, "
           f"{torch.get_num_threads()} torch thread")
     print(f"adjacent-frame correlation of the world's pixels (1024 clips): {world_rho:.3f}; AR(1) columns: closed-form mean rel_mse at rho")
     print(f"{_header()} " + " ".join(f"{'AR ' + str(rho):>8}" for rho in rhos))
@@ -129,8 +132,22 @@ def learned(args: argparse.Namespace) -> None:
         closed = [float(exact_rel_mse(model, layout, model.schedule.grid(layout.num_levels)).ratio.mean()) for model in gaussian.values()]
         print(f"{_name(partitions, lookahead):<22}{layout.num_levels:>4} {_row(result.ratio, result.timesteps)} " + " ".join(f"{value:8.3f}" for value in closed), flush=True)
     if args.plot:
-        plot(results, args.plot, f"rel_mse of fifo-shapes, {args.clips} clips of its world, f={args.window}", _footer(args))
+        plot(results, args.plot, f"rel_mse of fifo-shapes{weights}, {args.clips} clips of its world, f={args.window}", _footer(args))
         print(f"wrote {args.plot}")
+
+
+def regimes(args: argparse.Namespace) -> None:
+    """The closed form alone, for several rho: where the paper's ordering appears."""
+    print(f"closed-form rel_mse of the single-level AR(1) backbone, f={args.window}: mean over levels (fraction of levels below 1)")
+    print(f"{'configuration':<22}{'S':>4} " + " ".join(f"{'rho ' + str(rho):>14}" for rho in args.rhos))
+    models = [GaussianAR1Backbone(rho=rho, denoiser="single-level", channels=1, downsample=1) for rho in args.rhos]
+    for partitions, lookahead in args.only or LEARNED_CONFIGURATIONS:
+        layout = QueueLayout(args.window, partitions, lookahead)
+        cells = []
+        for model in models:
+            ratio = exact_rel_mse(model, layout, model.schedule.grid(layout.num_levels)).ratio
+            cells.append(f"{float(ratio.mean()):7.3f} ({float((ratio < 1).double().mean()):4.2f})")
+        print(f"{_name(partitions, lookahead):<22}{layout.num_levels:>4} " + " ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,14 +159,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learned", action="store_true", help="measure the default model (fifo-shapes) on clips of its world")
     parser.add_argument("--clips", type=int, default=64, help="with --learned: clips of the world per level")
     parser.add_argument("--device", default="cpu", help="with --learned: the model's torch device")
+    parser.add_argument("--weights", help="with --learned: a fifo-shapes weights folder (the shipped weights when unset), e.g. "
+                        "adapters/fifo_shapes/weights/base, the first training stage, which saw only clips of one noise level")
     parser.add_argument("--plot", metavar="PNG", help="also draw rel_mse against timestep into this PNG file")
     parser.add_argument("--only", type=parse_configuration, nargs="+", metavar="N:on|off", help="these configurations only (partitions:lookahead)")
+    parser.add_argument("--rhos", type=float, nargs="+", metavar="RHO", help="print only the AR(1) closed form's means at these rho")
     parser.add_argument("--machine", default=f"{os.cpu_count()}-core CPU", help="how the plot names the machine")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # Thousands of tiny matrix products: extra intra-op threads only spin on a shared machine.
     torch.set_num_threads(1)
     began = time.perf_counter()
+    if args.rhos:
+        regimes(args)
+        print(f"({time.perf_counter() - began:.1f} s)")
+        return
     if args.learned:
         learned(args)
         print(f"({time.perf_counter() - began:.1f} s)")
