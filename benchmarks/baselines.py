@@ -18,7 +18,8 @@ Columns, over all frames of all prompts: prompt agreement and its motion part (f
 the mean frame-to-frame change (0..255, at the world's 32x32 pixels) across the strategy's seams
 (independent: every f frames; autoregressive: where each chunk's new frames begin; freenoise:
 where each block of rescheduled noise begins; fifo has no seams, so every f-th frame is used as a
-control) and elsewhere, and their ratio; the peak latent memory the strategy held at
+control) and elsewhere, and their ratio; jumps: the percentage of consecutive frame pairs whose
+change is more than 3 times the video's median change, wherever they fall; the peak latent memory the strategy held at
 --memory-frames and at --frames frames (first prompt; the model and its activations, the same for
 all, are not counted); and seconds per frame (generation and decoding, all prompts).
 """
@@ -37,7 +38,7 @@ import torch
 from fifo_core.api import load_backbone
 from fifo_core.baselines import STRATEGIES, make_strategy
 from fifo_core.config import RunConfig
-from fifo_core.video_metrics import boundary_discontinuity, frame_changes
+from fifo_core.video_metrics import boundary_discontinuity, frame_changes, jumps
 from fifo_shapes.agreement import sampler_for
 from fifo_shapes.checker import Agreement, check_frames, evaluation_prompts, observe
 from fifo_shapes.video_scores import world_frames
@@ -54,6 +55,7 @@ class Outcome:
     seam_changes: list[float] = field(default_factory=list)
     other_changes: list[float] = field(default_factory=list)
     peak_bytes: dict[int, int] = field(default_factory=dict)
+    jumps: int = 0
     seconds: float = 0.0
     frames: int = 0
 
@@ -81,6 +83,7 @@ def measure(name: str, backbone, captions: list[Caption], frames: int, memory_fr
         outcome.frames += len(pixels)
         outcome.agreement.add(check_frames([observe(frame) for frame in pixels], caption))
         changes = frame_changes(pixels)
+        outcome.jumps += jumps(changes)
         mask = np.zeros(len(changes), dtype=bool)
         mask[[seam - 1 for seam in seams]] = True
         outcome.seam_changes += changes[mask].tolist()
@@ -99,7 +102,8 @@ def row(name: str, outcome: Outcome, lengths: list[int]) -> str:
     memory = " ".join(f"{outcome.peak_bytes[length] / 1024:9.0f}" for length in lengths)
     return (
         f"{name:<15}{outcome.agreement.fraction():7.1%} {outcome.agreement.fraction('motion'):7.1%} "
-        f"{discontinuity.at_boundaries:7.2f} {discontinuity.elsewhere:7.2f} {discontinuity.ratio:6.2f} {memory} "
+        f"{discontinuity.at_boundaries:7.2f} {discontinuity.elsewhere:7.2f} {discontinuity.ratio:6.2f} "
+        f"{100 * outcome.jumps / max(outcome.frames - 1, 1):6.1f} {memory} "
         f"{outcome.seconds / outcome.frames:8.3f}"
     )
 
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fifo-shapes, {args.prompts} prompts x {args.frames} frames, seeds {args.seed}..{args.seed + args.prompts - 1}, "
           f"{args.machine}, {torch.get_num_threads()} torch thread, device {args.device}")
     memory = " ".join(f"{'KB@' + str(length):>9}" for length in lengths)
-    print(f"{'strategy':<15}{'agree':>7} {'motion':>7} {'seam':>7} {'other':>7} {'ratio':>6} {memory} {'s/frame':>8}")
+    print(f"{'strategy':<15}{'agree':>7} {'motion':>7} {'seam':>7} {'other':>7} {'ratio':>6} {'jumps%':>6} {memory} {'s/frame':>8}")
     for name in args.only or NAMES:
         outcome = measure(name, backbone, captions, args.frames, args.memory_frames, args.seed)
         print(row(name, outcome, lengths), flush=True)

@@ -3,7 +3,9 @@
 * :func:`frame_changes`: the mean absolute difference of each pair of consecutive frames;
 * :func:`boundary_discontinuity`: that change at the frames where a strategy joins two pieces
   (chunk boundaries) against the change everywhere else. A video with no seams has a ratio near
-  1; independent clips joined end to end jump at every boundary.
+  1; independent clips joined end to end jump at every boundary;
+* :func:`jumps`: the frame pairs whose change is several times the video's median change,
+  wherever they are (a strategy may jump away from its nominal seams).
 
 Frames: ``'k h w c'`` arrays (uint8 or float); changes: ``'k-1'`` float64, change ``i`` is between
 frames ``i`` and ``i + 1``.
@@ -51,3 +53,11 @@ def boundary_discontinuity(changes: np.ndarray, boundaries: Iterable[int]) -> Di
     at = float(changes[mask].mean()) if mask.any() else float("nan")
     elsewhere = float(changes[~mask].mean()) if (~mask).any() else float("nan")
     return Discontinuity(at, elsewhere, len(seams))
+
+
+def jumps(changes: np.ndarray, factor: float = 3.0) -> int:
+    """How many changes exceed ``factor`` times the median change."""
+    changes = np.asarray(changes, dtype=np.float64)
+    if len(changes) == 0:
+        return 0
+    return int((changes > factor * np.median(changes)).sum())

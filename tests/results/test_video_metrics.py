@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fifo_core.rel_mse import adjacent_frame_correlation
-from fifo_core.video_metrics import boundary_discontinuity, frame_changes
+from fifo_core.video_metrics import boundary_discontinuity, frame_changes, jumps
 from fifo_shapes.video_scores import score_frames, world_frames
 from fifo_shapes.world import Caption, clips_for, render
 
@@ -30,6 +30,7 @@ def test_a_jump_between_two_pieces_stands_out_and_a_continuous_video_has_none() 
     assert boundary_discontinuity(frame_changes(smooth), [12]).ratio == pytest.approx(1.0, abs=0.25)
     jump = boundary_discontinuity(frame_changes(spliced), [12])
     assert jump.boundaries == 1 and jump.ratio > 3.0, jump
+    assert jumps(frame_changes(smooth)) == 0 and jumps(frame_changes(spliced)) == 1
     assert np.isnan(boundary_discontinuity(frame_changes(smooth), []).ratio)
 
 
