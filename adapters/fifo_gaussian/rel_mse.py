@@ -15,55 +15,23 @@ largely cancels in the ratio. The geometry is the core's: windows from ``QueueLa
 from the schedule's ``LevelGrid``. Because everything is Gaussian and linear, the expectation is
 also available in closed form (:func:`exact_rel_mse`), which the tests use to check the estimate.
 
+The sites and the result type are the core's (:mod:`fifo_core.rel_mse`, which also measures any
+backbone on clips it is given); this module adds the AR(1) process's own draws and closed form.
+
 Shapes: a batch of windows is ``'f m'`` (``m`` independent draws); per-level results ``(S,)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from fifo_core.partition import QueueLayout, Window
+from fifo_core.partition import QueueLayout
+from fifo_core.rel_mse import DiagonalSite, RelMse, diagonal_sites
 from fifo_core.schedule import LevelGrid
 
 from fifo_gaussian.ar1 import GaussianAR1Backbone
 
-
-@dataclass(frozen=True)
-class DiagonalSite:
-    """Where the frame at ``level`` sits in steady state: the window levels it is predicted with
-    (``levels``, ``(f,)``, 0 = clean context) and its ``position`` in that window."""
-
-    level: int
-    levels: torch.Tensor
-    position: int
-
-
-def diagonal_sites(layout: QueueLayout) -> list[DiagonalSite]:
-    """One site per level ``1..S``: in steady state slot ``context + l - 1`` is at level ``l``."""
-    slot_levels = torch.cat([torch.zeros(layout.context, dtype=torch.long), torch.arange(1, layout.num_levels + 1)])
-    writer: dict[int, Window] = {slot: window for window in layout.windows for slot in window.write}
-    sites = []
-    for level in range(1, layout.num_levels + 1):
-        slot = layout.context + level - 1
-        window = writer[slot]
-        sites.append(DiagonalSite(level, slot_levels[window.read_start : window.read_stop], slot - window.read_start))
-    return sites
-
-
-@dataclass(frozen=True)
-class RelMse:
-    """Per-level results for one configuration; ``timesteps`` are the model timesteps of the
-    levels, ``diagonal`` and ``original`` the two mean squared errors."""
-
-    timesteps: torch.Tensor
-    diagonal: torch.Tensor
-    original: torch.Tensor
-
-    @property
-    def ratio(self) -> torch.Tensor:
-        return self.diagonal / self.original
+__all__ = ["DiagonalSite", "RelMse", "diagonal_sites", "exact_rel_mse", "monte_carlo_rel_mse"]
 
 
 def _predict_row(backbone: GaussianAR1Backbone, noisy: torch.Tensor, timesteps: torch.Tensor, position: int) -> torch.Tensor:

@@ -20,8 +20,9 @@ import pytest
 import torch
 
 from fifo_core.partition import QueueLayout
+from fifo_core.rel_mse import diagonal_sites
 from fifo_gaussian.ar1 import GaussianAR1Backbone
-from fifo_gaussian.rel_mse import diagonal_sites, exact_rel_mse, monte_carlo_rel_mse
+from fifo_gaussian.rel_mse import exact_rel_mse, monte_carlo_rel_mse
 
 RHO, WINDOW, SEED, DRAWS = 0.9, 8, 0, 4096
 

@@ -1,4 +1,4 @@
-"""Relative MSE of noise prediction for any backbone (fifo_shapes.rel_mse), checked where the
+"""Relative MSE of noise prediction for any backbone (fifo_core.rel_mse), checked where the
 answer is known: on the Gaussian AR(1) backbone it must match the closed form."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from fifo_core.partition import QueueLayout
+from fifo_core.rel_mse import backbone_rel_mse
 from fifo_gaussian.ar1 import GaussianAR1Backbone
 from fifo_gaussian.rel_mse import exact_rel_mse
-from fifo_shapes.rel_mse import backbone_rel_mse, world_clips
+from fifo_shapes.rel_mse import world_clips
 
 
 @pytest.mark.parametrize(("partitions", "lookahead"), [(1, False), (2, True)])
