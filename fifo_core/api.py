@@ -85,9 +85,16 @@ def _sampler(
     sampler = FifoSampler(backbone, settings, on_iteration=on_iteration, group=group)
     if settings.init is not None:
         check_init_file(settings.init)
-        check_can_encode(backbone, getattr(backbone, "name", type(backbone).__name__), settings.init)
-        sampler.init_latents = encode_init(backbone, settings.init, settings.height, settings.width, max(settings.layout.context, 1))
+        _continue_clip(sampler, getattr(backbone, "name", type(backbone).__name__))
     return sampler
+
+
+def _continue_clip(sampler: FifoSampler, name: str) -> None:
+    """Fill ``sampler``'s queue from the clip its settings name (refused for a backbone without
+    ``encode``): the video starts where the clip ends."""
+    backbone, settings = sampler.backbone, sampler.settings
+    check_can_encode(backbone, name, settings.init)
+    sampler.init_latents = encode_init(backbone, settings.init, settings.height, settings.width, max(settings.layout.context, 1))
 
 
 def _check_fits(settings: RunSettings, backbone: Backbone) -> None:
@@ -269,8 +276,6 @@ def _execute(
     if group is not None and not group.is_main:
         chosen = []
     backbone = backbone or spec.create(backbone_options)
-    if run.init is not None and saved is None:
-        check_can_encode(backbone, spec.name, run.init)
     _check_fits(run, backbone)
     should_stop = None if stop is None else (stop.is_set if group is None else lambda: group.any(stop.is_set()))
     sampler = FifoSampler(backbone, run, on_iteration=plugins.on_iteration, group=group, should_stop=should_stop)
@@ -284,7 +289,7 @@ def _execute(
             field="state",
         )
     if run.init is not None and saved is None:
-        sampler.init_latents = encode_init(backbone, run.init, run.height, run.width, max(run.layout.context, 1))
+        _continue_clip(sampler, spec.name)
 
     summary = RunSummary(config=config)
     with stop.deferring() if stop is not None else contextlib.nullcontext():

@@ -30,7 +30,7 @@ from fifo_core.errors import NumericalError, SinkError
 from fifo_core.events import CleanLatent, FrameEvent, RunSummary
 from fifo_core.init_clip import init_frames
 from fifo_core.plugins import Plugins
-from fifo_core.sampling import FifoSampler, SamplerPosition
+from fifo_core.sampling import FifoSampler
 from fifo_core.sink import Sink, SinkFanout, redact_target
 from fifo_core.state import RunState, SinkPosition, save_state
 from fifo_core.stopping import RunStopped
@@ -81,9 +81,8 @@ class RunLoop:
             queue.latents, queue.levels, queue.frame_ids = queue.latents.to(device), queue.levels.to(device), queue.frame_ids.to(device)
             position = saved.position
         else:
-            queue = self.sampler.start_queue()
-            position = SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
-        self.sampler.position = position
+            position = self.sampler.start_position()
+        self.sampler.position = position  # whole from here on: the first save comes before the first latent
         if saved is None and plan.run.init is not None and plan.run.init.include:
             for frame in init_frames(plan.run.init, plan.run.height, plan.run.width):
                 self.deliver(frame)

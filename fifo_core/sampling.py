@@ -114,6 +114,12 @@ class FifoSampler:
             return continuation_queue(self.layout, self.grid, self.noise, self.init_latents.to(self.backbone.device))
         return self.settings.start.fill(self.layout, self.grid, self.noise, self._clip_step)
 
+    def start_position(self) -> SamplerPosition:
+        """The position before the first iteration: the started queue, iteration 0, and the id of
+        the latent after the queue's last."""
+        queue = self.start_queue()
+        return SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
+
     def _denoise(self, queue: LatentQueue, iteration: int) -> int:
         """Algorithm 1's inner loop: move every moving slot one level down; return the model rows used."""
         moving = queue.moving()
@@ -157,8 +163,7 @@ class FifoSampler:
         """Clean latent frames ``'c h w'`` in video order, without end; from the run's start, or
         from ``position`` (a saved one: the same latents as the run it was saved from)."""
         if position is None:
-            queue = self.start_queue()
-            position = SamplerPosition(queue, iteration=0, next_frame=int(queue.frame_ids[-1]) + 1)
+            position = self.start_position()
         self.position = position
         queue = position.queue
         while True:
