@@ -1,4 +1,4 @@
-"""Seconds per output frame and peak memory of FIFO sampling with each diffusers-based adapter.
+"""Seconds per output frame and peak memory of FIFO sampling with each GPU backbone family.
 
 Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
 nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
@@ -6,18 +6,27 @@ a random prompt encoder (the text encoder runs once per prompt, not per frame). 
 family, resolution, f, n, lookahead, queue start, precision, compile mode, frames, seconds per
 output frame in steady state (over whole bursts after the first: decoders that hand out several
 frames at once are timed per burst), over how many frames, seconds to the first frame (warm-up
-and compile included), the compile's share of it, peak memory; and the GPU's name.
+and compile included), the compile's share of it, peak memory, and the share of the steady state
+spent denoising (the iterations; the rest is decoding and handing out frames); and the GPU's name.
 
     python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
     python benchmarks/adapters.py --families videocrafter2 --compile off,cuda-graphs --lookahead both --start ramp --frames 40
     python benchmarks/adapters.py --families wan2.1-t2v-1.3b --frames 100 --dtype bfloat16
     python benchmarks/adapters.py --tiny --device cpu --frames 3,6 # smoke test of this script
     python benchmarks/adapters.py --families opensora-plan-v1.1 --frames 100 --lookahead both  # 65x512x512, n=8
+    python benchmarks/adapters.py --families wan2.1-t2v-1.3b --start continue --frames 21 --compile off,cuda-graphs --lookahead both
+
+``--start continue`` starts the queue as ``--init-video`` does (every slot on the diagonal, the
+clip's last latents as the lookahead context), from random latents in place of an encoded clip:
+the first iteration is already a steady-state one, so the steady state, its peak memory and the
+compile are measured without the warm-up of a pure-noise or clip start (minutes for the largest
+models; ``benchmarks/warm_up_cost.py`` counts what each start's warm-up costs in iterations).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from typing import Any
@@ -46,6 +55,28 @@ FAMILIES = (
 # each family's own precision on CUDA (its adapter's ``dtype=auto``)
 CUDA_DTYPES = {"wan2.1-t2v-1.3b": torch.bfloat16, "wan2.1-t2v-14b": torch.bfloat16, "ltx-video": torch.bfloat16}
 DEFAULT_FAMILIES = FAMILIES[:3]
+
+
+DENOISER_OPTIONS = {"fp8": "fp8", "channels-last": "channels_last"}
+
+
+def denoiser_variant(token: str) -> tuple[str, dict[str, bool]]:
+    """A ``--compile`` entry as (compile mode, denoiser options): ``cuda-graphs+channels-last+fp8``
+    is the mode ``cuda-graphs`` with ``channels_last`` and ``fp8`` on."""
+    mode, *options = token.split("+")
+    unknown = [option for option in options if option not in DENOISER_OPTIONS]
+    if unknown:
+        raise SystemExit(f"unknown denoiser option {unknown[0]!r} in {token!r}; known: {', '.join(DENOISER_OPTIONS)}")
+    return mode, {DENOISER_OPTIONS[option]: True for option in options}
+
+
+def variant_denoiser(module: torch.nn.Module, token: str, device: torch.device, shim: Any = None) -> CompiledDenoiser:
+    """The denoiser for a ``--compile`` entry. Options change the module in place (fp8 swaps its
+    linear layers), so a variant with options gets a copy and ``module`` stays eager's."""
+    mode, options = denoiser_variant(token)
+    if options:
+        module = copy.deepcopy(module, memo={id(shim): shim} if shim is not None else None)
+    return CompiledDenoiser(module, mode, device, **options)
 
 
 def build(family: str, tiny: bool, device: torch.device, dtype: torch.dtype | None = None, compile: CompileMode = "off") -> Backbone:
@@ -171,7 +202,8 @@ def release(device: torch.device) -> None:
 
 
 def write_rows(path: str | None, device_name: str, rows: list[dict[str, Any]]) -> None:
-    """The table's rows as JSON, with the device and torch version, when ``path`` is given."""
+    """The table's rows as JSON, with the device and torch version, when ``path`` is given
+    (written after every row, so a run cut short keeps what it measured)."""
     if path:
         with open(path, "w") as handle:
             json.dump({"device": device_name, "torch": torch.__version__, "rows": rows}, handle, indent=2)
@@ -200,7 +232,8 @@ def measure(
     """One FIFO run of ``frames`` frames: time to the first frame (the start's warm-up and every
     compile included), steady seconds per frame over whole bursts, peak memory."""
     config = RunConfig(
-        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead, start=start,
+        prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead,
+        start=None if start == "continue" else start,
         **(tiny_settings(family) if tiny else {}),
     )
     device = backbone.device
@@ -208,19 +241,34 @@ def measure(
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     compiled_before = backbone.denoiser.compile_seconds
+    iterations: list[tuple[float, float]] = []  # (end, seconds) of each iteration: its denoising, decoding aside
     began = time.perf_counter()
-    sampler = make_sampler(config, backbone=backbone)
+    sampler = make_sampler(config, backbone=backbone, on_iteration=lambda event: iterations.append((time.perf_counter(), event.seconds)))
+    if start == "continue":
+        sampler.init_latents = random_clip_latents(sampler)
     stamps = []
     for _ in sampler.frames(frames):
         stamps.append(time.perf_counter())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     per_frame, timed = steady_seconds_per_frame(stamps)
+    ends = bursts(stamps)
+    span = (stamps[ends[0]], stamps[ends[-1]]) if len(ends) > 1 else (0.0, 0.0)
+    denoising = sum(seconds for end, seconds in iterations if span[0] < end <= span[1])
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {
-        "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed, "peak_gib": peak, "layout": sampler.layout,
-        "compile_s": backbone.denoiser.compile_seconds - compiled_before, "start": sampler.settings.start.kind,
+        "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed,
+        "denoise_share": denoising / (span[1] - span[0]) if span[1] > span[0] else float("nan"), "peak_gib": peak, "layout": sampler.layout,
+        "compile_s": backbone.denoiser.compile_seconds - compiled_before,
+        "start": "continue" if start == "continue" else sampler.settings.start.kind,
     }
+
+
+def random_clip_latents(sampler: Any) -> torch.Tensor:
+    """Seeded random latents ``'t c h w'`` shaped as the clip ``--init-video`` would encode."""
+    generator = torch.Generator().manual_seed(0)
+    frames = max(sampler.layout.context, 1)
+    return torch.randn(frames, *sampler.noise.latent_shape, generator=generator).to(sampler.backbone.device)
 
 
 def main() -> None:
@@ -229,11 +277,15 @@ def main() -> None:
     parser.add_argument("--frames", default="100,400", help="video lengths to time, comma-separated")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"], help="default: the family's own on CUDA")
-    parser.add_argument("--compile", default="off", help="compile modes of the denoiser, comma-separated: off, on, cuda-graphs")
+    parser.add_argument(
+        "--compile", default="off",
+        help="compile modes of the denoiser, comma-separated: off, on, cuda-graphs, max-autotune, each with +fp8 and +channels-last if wanted",
+    )
     parser.add_argument("--guidance", type=float, default=None, help="override the models' guidance (1 disables CFG)")
     parser.add_argument("--tiny", action="store_true", help="tiny models (a CPU smoke test of this script)")
     parser.add_argument("--lookahead", default="default", choices=["default", "on", "off", "both"], help="lookahead denoising")
-    parser.add_argument("--start", default="default", choices=["default", "ramp", "clip", "both"], help="queue start")
+    parser.add_argument("--start", default="default", choices=["default", "ramp", "clip", "both", "continue"],
+                        help="queue start; continue: from random latents as --init-video starts (no warm-up, see above)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
@@ -244,20 +296,22 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"device: {gpu}; torch {torch.__version__}; {'tiny' if args.tiny else 'real-size'} random-weight models")
     header = (
-        f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LA':>3} {'start':>5} {'dtype':>8} {'compile':>11} {'frames':>6} "
-        f"{'s/frame':>8} {'over':>5} {'first s':>8} {'compile s':>9} {'peak GiB':>8}"
+        f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LA':>3} {'start':>5} {'dtype':>8} {'compile':>24} {'frames':>6} "
+        f"{'s/frame':>8} {'over':>5} {'first s':>8} {'compile s':>9} {'peak GiB':>8} {'denoise':>7}"
     )
     print(header)
     print("-" * len(header), flush=True)
     rows = []
     lookaheads = {"default": [None], "on": [True], "off": [False], "both": [False, True]}[args.lookahead]
-    starts = {"default": [None], "ramp": ["ramp"], "clip": ["clip"], "both": ["ramp", "clip"]}[args.start]
+    starts = {"default": [None], "ramp": ["ramp"], "clip": ["clip"], "both": ["ramp", "clip"], "continue": ["continue"]}[args.start]
     for family in (name.strip() for name in args.families.split(",")):
         with torch.inference_mode():
+            built = time.perf_counter()
             backbone = build(family, args.tiny, device, getattr(torch, args.dtype) if args.dtype else None)
+            print(f"{family}: built in {time.perf_counter() - built:.1f} s", flush=True)
             module = backbone.denoiser.module
             for mode in args.compile.split(","):
-                backbone.denoiser = CompiledDenoiser(module, mode, device)
+                backbone.denoiser = variant_denoiser(module, mode, device, getattr(backbone, "shim", None))
                 for lookahead, start, frames in [(la, st, n) for la in lookaheads for st in starts for n in lengths]:
                     result = measure(backbone, family, frames, args.tiny, args.guidance, lookahead, start)
                     layout = result["layout"]
@@ -268,18 +322,19 @@ def main() -> None:
                         "dtype": str(backbone.dtype).removeprefix("torch."), "compile": mode, "frames": frames,
                         "seconds_per_frame": round(result["per_frame"], 4), "timed_frames": result["timed_frames"],
                         "first_frame_s": round(result["first"], 1), "compile_s": round(result["compile_s"], 1), "peak_gib": round(result["peak_gib"], 2),
+                        "denoise_share": round(result["denoise_share"], 3),
                     }
                     rows.append(row)
+                    write_rows(args.json, gpu, rows)
                     print(
                         f"{family:<20} {row['width']:>4}x{row['height']:<4} {layout.window:>3} {layout.partitions:>2} "
-                        f"{'on' if layout.lookahead else 'off':>3} {row['start']:>5} {row['dtype']:>8} {mode:>11} {frames:>6} "
+                        f"{'on' if layout.lookahead else 'off':>3} {row['start']:>5} {row['dtype']:>8} {mode:>24} {frames:>6} "
                         f"{row['seconds_per_frame']:>8.3f} {row['timed_frames']:>5} {row['first_frame_s']:>8.1f} {row['compile_s']:>9.1f} "
-                        f"{row['peak_gib']:>8.2f}",
+                        f"{row['peak_gib']:>8.2f} {row['denoise_share']:>7.0%}",
                         flush=True,
                     )
         del backbone, module
         release(device)
-    write_rows(args.json, gpu, rows)
 
 
 if __name__ == "__main__":

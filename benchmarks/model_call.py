@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from adapters import FAMILIES, build, release, tiny_settings, write_rows  # this folder is on sys.path when run as a script
+from adapters import FAMILIES, build, release, tiny_settings, variant_denoiser, write_rows  # this folder is on sys.path when run as a script
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.compiled import CompiledDenoiser
 from fifo_speed import synchronize
@@ -88,7 +88,10 @@ def profile_call(sampler: Any, inputs: tuple, title: str, handle: Any) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", default="videocrafter2", help=f"comma-separated; known: {', '.join(FAMILIES)}")
-    parser.add_argument("--compile", default="off,cuda-graphs", help="compile modes to time, comma-separated (off first: the reference output)")
+    parser.add_argument(
+        "--compile", default="off,cuda-graphs",
+        help="compile modes to time, comma-separated (off first: the reference output); each may add +fp8, +channels-last (see adapters.py)",
+    )
     parser.add_argument("--lookahead", default="both", choices=["on", "off", "both"])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"], help="default: the family's own on CUDA")
@@ -105,7 +108,7 @@ def main() -> None:
         modes.insert(0, "off")
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"device: {gpu}; torch {torch.__version__}; {'tiny' if args.tiny else 'real-size'} random-weight models")
-    header = f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LA':>3} {'dtype':>8} {'rows':>4} {'compile':>11} {'first s':>8} {'call s':>8} {'s/frame':>8} {'speed-up':>8} {'rel err':>8} {'vs fp32':>8} {'peak GiB':>8}"
+    header = f"{'backbone':<20} {'size':>9} {'f':>3} {'n':>2} {'LA':>3} {'dtype':>8} {'rows':>4} {'compile':>24} {'first s':>8} {'call s':>8} {'s/frame':>8} {'speed-up':>8} {'rel err':>8} {'vs fp32':>8} {'peak GiB':>8}"
     print(header)
     print("-" * len(header), flush=True)
     rows, profile_handle = [], open(args.profile, "w") if args.profile else None
@@ -125,7 +128,7 @@ def main() -> None:
                 for mode in modes:
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
-                    backbone.denoiser = CompiledDenoiser(module, mode, device)
+                    backbone.denoiser = variant_denoiser(module, mode, device, getattr(backbone, "shim", None))
                     first, call, output = time_calls(sampler, inputs, args.repeats)
                     if reference is None:
                         reference, eager_call = output, call
@@ -141,9 +144,10 @@ def main() -> None:
                         "error_vs_float32": versus_float32, "peak_gib": round(peak, 2),
                     }
                     rows.append(row)
+                    write_rows(args.json, gpu, rows)
                     print(
                         f"{family:<20} {row['width']:>4}x{row['height']:<4} {layout.window:>3} {layout.partitions:>2} {'on' if lookahead else 'off':>3} "
-                        f"{row['dtype']:>8} {row['rows']:>4} {mode:>11} {first:>8.1f} {call:>8.3f} {row['seconds_per_frame']:>8.3f} "
+                        f"{row['dtype']:>8} {row['rows']:>4} {mode:>24} {first:>8.1f} {call:>8.3f} {row['seconds_per_frame']:>8.3f} "
                         f"{row['speed_up']:>8.2f} {error:>8.1e} {versus_float32:>8.1e} {peak:>8.2f}",
                         flush=True,
                     )
@@ -152,7 +156,6 @@ def main() -> None:
             backbone.denoiser = CompiledDenoiser(module, "off", device)
         del backbone, module, sampler
         release(device)
-    write_rows(args.json, gpu, rows)
 
 
 if __name__ == "__main__":
