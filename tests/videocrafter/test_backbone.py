@@ -166,3 +166,17 @@ def test_fp8_and_channels_last_options_change_the_unet_in_place(tiny_options) ->
     error = ((fp8.predict(latents, timesteps, [prompt, prompt]) - reference).norm() / reference.norm()).item()
     assert error < 0.15
 
+
+def test_a_resumed_run_may_switch_fp8_and_channels_last_on(tiny_options, tmp_path: Path) -> None:
+    from fifo_core.api import generate, resume
+
+    folder, state = tmp_path / "frames", tmp_path / "state"
+    config = RunConfig(
+        prompt="a red panda", backbone="videocrafter2", backbone_options=tiny_options, height=VIDEO[0], width=VIDEO[1],
+        window=4, partitions=2, frames=3, seed=3, sinks=[f"{folder}/"],
+    )
+    generate(config, state_dir=state)
+    summary = resume(state, frames=5, backbone_options={"fp8": True, "channels_last": True})
+    assert summary.frames == 2  # made by the resume
+    assert summary.config.backbone_options["fp8"] is True
+    assert len(list(folder.glob("*.png"))) == 5
