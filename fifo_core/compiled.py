@@ -101,9 +101,8 @@ def use_channels_last(module: torch.nn.Module) -> int:
     formats = {4: torch.channels_last, 5: torch.channels_last_3d}
     changed = 0
     for layer in module.modules():
-        weight = getattr(layer, "weight", None)
-        if isinstance(layer, torch.nn.modules.conv._ConvNd) and weight is not None and weight.dim() in formats:
-            weight.data = weight.data.contiguous(memory_format=formats[weight.dim()])
+        if isinstance(layer, torch.nn.modules.conv._ConvNd) and layer.weight.dim() in formats:
+            layer.weight.data = layer.weight.data.contiguous(memory_format=formats[layer.weight.dim()])
             changed += 1
     return changed
 
