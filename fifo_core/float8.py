@@ -1,12 +1,12 @@
 """fp8 matrix products for a denoiser's linear layers: :class:`Float8Linear` and :func:`use_float8_linears`.
 
 An approximation, not a faster way to compute the same thing. ``float8_e4m3fn`` keeps 3 mantissa
-bits (a relative rounding step of 1/16), so every input and weight value moves by up to about
-3%, and a layer's output by about 3% as a whole. Measured in ``tests/core/test_float8.py``, 20
-seeds each, float32 and bfloat16 inputs alike: ||fp8 - exact|| / ||exact|| = 0.030 to 0.036 for
-one random 64 -> 48 layer, 0.008 to 0.010 for the tests' residual block (its ``TinyBlock``); the
-tests hold both below 0.05. What that does to a video is for a real model to show
-(docs/performance.md).
+bits: rounding moves a (normal) input or weight value by up to 1/16 of itself, 2.3% on average for
+Gaussian values, and a layer's output, a sum of products of two rounded values, ends about 3% off
+as a whole. Measured in ``tests/core/test_float8.py``, 20 seeds each, float32 and bfloat16 inputs
+alike: ||fp8 - exact|| / ||exact|| = 0.030 to 0.036 for one random 64 -> 48 layer, 0.008 to 0.010
+for the tests' residual block (its ``TinyBlock``); the tests hold both below 0.05. What that does
+to a video is for a real model to show (docs/performance.md).
 
 Notation: ``x`` the input ``'m k'`` (every leading dimension flattened into ``m``), ``W`` the
 weight ``'n k'``, ``q(.)`` rounding to e4m3, whose largest value is 448.
@@ -15,12 +15,14 @@ weight ``'n k'``, ``q(.)`` rounding to e4m3, whose largest value is 448.
     s_W[j] = max_k |W[j, k]| / 448          one scale per output row (weight row), computed once
     y[i, j] ~ s_x[i] * s_W[j] * sum_k q(x[i, k] / s_x[i]) * q(W[j, k] / s_W[j])
 
-Why row-wise scales: one scale for a whole tensor is set by its single largest value, and a
-denoiser's activations have a few large outlier channels and rows (tokens); with one scale every
-other row would sit in e4m3's few, coarse subnormal steps. A scale per row puts each row's own
-largest value at 448, so every row uses e4m3's full range; ``torch._scaled_mm`` applies the
-scales inside the kernel (``'m 1'`` times ``'1 n'``), so they cost nothing extra. The output is
-computed in bfloat16, then cast to the input's dtype.
+Why row-wise scales: e4m3 keeps its 3 bits only from 2^-6 to 448 (below, subnormals lose them
+one by one), and one scale for a whole tensor is set by its single largest value. Activations
+can have outlier tokens (rows) far larger than the rest, which would push the other rows down
+towards the subnormals, and weights' rows differ in size too. A scale per row puts each row's own
+largest value at 448, so every row keeps the full precision. (Outlier channels within a row are
+not helped: that would need scales along ``k``, which the kernel does not take.)
+``torch._scaled_mm`` applies the scales inside the kernel (``'m 1'`` times ``'1 n'``), so they cost
+next to nothing. The output is computed in bfloat16, then cast to the input's dtype.
 
 Inference only; on CUDA ``torch._scaled_mm`` needs compute capability 8.9 or newer (Ada,
 Hopper); the CPU runs it too, slowly (the tests do).
