@@ -110,7 +110,8 @@ def iter_frames(config: RunConfig, *, plugins: Plugins | None = None, backbone: 
     return make_sampler(config, plugins=plugins, backbone=backbone).frames(config.frames)
 
 
-RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads", "compile")  # backbone options a resume may change: where and how it computes
+# backbone options a resume may change: where and how it computes, not what run it is
+RESUMABLE_OPTIONS = ("device", "dtype", "vae_dtype", "threads", "compile", "fp8", "channels_last")
 DEFAULT_SAVE_EVERY = 50  # frames between saved states; a save costs a flush of the sinks and a small file
 
 

@@ -60,6 +60,8 @@ class AnimateDiffBackbone(UNet3DBackbone):
             device=device,
             dtype=dtype,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
 

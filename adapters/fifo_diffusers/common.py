@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import to_uint8_frame
-from fifo_core.compiled import COMPILE_DESCRIPTION, CompileMode
+from fifo_core.compiled import CHANNELS_LAST_DESCRIPTION, COMPILE_DESCRIPTION, FP8_DESCRIPTION, CompileMode
 from fifo_core.errors import ConfigError, PluginError
 from fifo_core.schedule import DiscreteSchedule, FlowMatchingSchedule, NoiseSchedule
 
@@ -59,6 +59,8 @@ class DiffusersOptions(BaseModel):
     revision: str | None = None
     local_files_only: bool = Field(default=False, description="never reach the network")
     compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
+    fp8: bool = Field(default=False, description=FP8_DESCRIPTION)
+    channels_last: bool = Field(default=False, description=CHANNELS_LAST_DESCRIPTION)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -265,11 +265,13 @@ class LatteBackbone:
         device: torch.device,
         dtype: torch.dtype,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.transformer = place(transformer, device, dtype)
         self.vae = place(vae, device, torch.float32)
         self.shim = PerFrameModulation(self.transformer)
-        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device, fp8=fp8, channels_last=channels_last)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
         self.defaults = defaults
@@ -300,6 +302,8 @@ class LatteBackbone:
             device=device,
             dtype=dtype,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

@@ -85,9 +85,11 @@ class LTXBackbone:
         decode_lookahead: int = 2,
         decode_chunk: int = 4,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.transformer = place(transformer, device, dtype)
-        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device, fp8=fp8, channels_last=channels_last)
         self.vae = place(vae, device, vae_dtype)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
@@ -132,6 +134,8 @@ class LTXBackbone:
             decode_lookahead=parsed.decode_lookahead,
             decode_chunk=parsed.decode_chunk,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

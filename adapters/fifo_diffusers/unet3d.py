@@ -50,11 +50,13 @@ class UNet3DBackbone:
         device: torch.device,
         dtype: torch.dtype,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.unet = place(unet, device, dtype)
         self.vae = place(vae, device, torch.float32)
         self.shim = PerFrameTimeEmbedding(self.unet)
-        self.denoiser = CompiledDenoiser(self.unet, compile, device)
+        self.denoiser = CompiledDenoiser(self.unet, compile, device, fp8=fp8, channels_last=channels_last)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
         self.defaults = defaults
@@ -84,6 +86,8 @@ class UNet3DBackbone:
             device=device,
             dtype=dtype,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

@@ -107,9 +107,11 @@ class WanBackbone:
         dtype: torch.dtype,
         vae_dtype: torch.dtype = torch.float32,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.transformer = place(transformer, device, dtype)
-        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device, fp8=fp8, channels_last=channels_last)
         self.vae = place(vae, device, vae_dtype)
         self.prompt_encoder = prompt_encoder
         self.schedule = schedule
@@ -140,6 +142,8 @@ class WanBackbone:
             dtype=dtype,
             vae_dtype=vae_dtype,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

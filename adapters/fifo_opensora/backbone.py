@@ -129,11 +129,13 @@ class OpenSoraPlanBackbone:
         decode_chunk: int = 4,
         decode_lookahead: int = 0,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         self.transformer = place(transformer, device, dtype)
         self.vae = vae.to(device, vae_dtype).eval()
         self.shim = PerFrameModulation(self.transformer)
-        self.denoiser = CompiledDenoiser(self.transformer, compile, device)
+        self.denoiser = CompiledDenoiser(self.transformer, compile, device, fp8=fp8, channels_last=channels_last)
         self.prompt_encoder = prompt_encoder
         self.defaults = defaults
         self.device = device
@@ -176,6 +178,8 @@ class OpenSoraPlanBackbone:
             decode_chunk=parsed.decode_chunk,
             decode_lookahead=parsed.decode_lookahead,
             compile=parsed.compile,
+            fp8=parsed.fp8,
+            channels_last=parsed.channels_last,
         )
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import BackboneDefaults
-from fifo_core.compiled import COMPILE_DESCRIPTION, CompileMode
+from fifo_core.compiled import CHANNELS_LAST_DESCRIPTION, COMPILE_DESCRIPTION, FP8_DESCRIPTION, CompileMode
 from fifo_diffusers.common import DType
 
 Variant = Literal["65x512x512", "221x512x512"]
@@ -47,6 +47,8 @@ class OpenSoraPlanOptions(BaseModel):
     revision: str | None = None
     local_files_only: bool = Field(default=False, description="never reach the network")
     compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
+    fp8: bool = Field(default=False, description=FP8_DESCRIPTION)
+    channels_last: bool = Field(default=False, description=CHANNELS_LAST_DESCRIPTION)
 
 
 class OpenSoraPlan221Options(OpenSoraPlanOptions):

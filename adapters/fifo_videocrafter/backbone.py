@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from fifo_core.backbone import BackboneDefaults, StatelessDecoder, to_uint8_frame
-from fifo_core.compiled import COMPILE_DESCRIPTION, CompiledDenoiser, CompileMode
+from fifo_core.compiled import CHANNELS_LAST_DESCRIPTION, COMPILE_DESCRIPTION, FP8_DESCRIPTION, CompiledDenoiser, CompileMode
 from fifo_core.errors import ConfigError
 from fifo_videocrafter.checkpoint import load_modules, random_modules, read_checkpoint
 from fifo_videocrafter.config import ARCHITECTURES, VideoCrafterArchitecture
@@ -50,6 +50,8 @@ class VideoCrafterOptions(BaseModel):
     )
     random_weights: bool = Field(default=False, description="no checkpoint: random weights, for benchmarks only")
     compile: CompileMode = Field(default="auto", description=COMPILE_DESCRIPTION)
+    fp8: bool = Field(default=False, description=FP8_DESCRIPTION)
+    channels_last: bool = Field(default=False, description=CHANNELS_LAST_DESCRIPTION)
 
 
 def _architecture(variant: str, override: VideoCrafterArchitecture | dict | str | None) -> VideoCrafterArchitecture:
@@ -79,6 +81,8 @@ class VideoCrafterBackbone:
         architecture: VideoCrafterArchitecture | dict | str | None = None,
         random_weights: bool = False,
         compile: CompileMode = "auto",
+        fp8: bool = False,
+        channels_last: bool = False,
     ) -> None:
         if variant not in ARCHITECTURES:
             raise ConfigError(f"unknown VideoCrafter variant {variant!r}; expected one of {sorted(ARCHITECTURES)}")
@@ -102,7 +106,7 @@ class VideoCrafterBackbone:
         self.unet = modules.unet.to(self.device, self.dtype)
         self.vae = modules.vae.to(self.device, self.dtype)
         self.text_encoder = modules.text.to(self.device, self.dtype)
-        self.denoiser = CompiledDenoiser(self.unet, compile, self.device)
+        self.denoiser = CompiledDenoiser(self.unet, compile, self.device, fp8=fp8, channels_last=channels_last)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         multiple = self.architecture.vae.downsampling * 2 ** (len(self.architecture.unet.channel_mult) - 1)

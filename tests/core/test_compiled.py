@@ -1,12 +1,14 @@
-"""Compiled model calls (fifo_core.compiled): modes, refusals, and inductor's output against eager."""
+"""Compiled model calls (fifo_core.compiled): modes, refusals, inductor's output against eager, and
+the fp8 and channels-last options."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fifo_core.compiled import CompiledDenoiser, eager_calls, resolve_compile_mode
+from fifo_core.compiled import CompiledDenoiser, eager_calls, resolve_compile_mode, use_channels_last
 from fifo_core.errors import ConfigError
+from fifo_core.float8 import Float8Linear
 
 CPU = torch.device("cpu")
 
@@ -35,9 +37,16 @@ def test_auto_compiles_with_cuda_graphs_on_cuda_and_not_on_the_cpu() -> None:
     assert resolve_compile_mode("on", CPU) == "on"
 
 
-def test_cuda_graphs_on_the_cpu_are_refused_with_the_fix() -> None:
-    with pytest.raises(ConfigError, match="compile=on or compile=off"):
-        resolve_compile_mode("cuda-graphs", CPU)
+@pytest.mark.parametrize("mode", ["cuda-graphs", "max-autotune"])
+def test_cuda_graph_modes_on_the_cpu_are_refused_with_the_fix(mode: str) -> None:
+    with pytest.raises(ConfigError, match=f"compile={mode} needs a CUDA device.*use compile=on or compile=off"):
+        resolve_compile_mode(mode, CPU)
+    assert resolve_compile_mode(mode, torch.device("cuda")) == mode
+
+
+def test_an_unknown_mode_is_refused_with_the_modes_listed() -> None:
+    with pytest.raises(ConfigError, match="expected one of auto, off, on, cuda-graphs, max-autotune"):
+        resolve_compile_mode("fast", CPU)
 
 
 def test_off_calls_the_module_itself() -> None:
@@ -80,3 +89,42 @@ def test_calls_inside_eager_calls_run_the_module_and_compile_nothing() -> None:
         with eager_calls(False):
             denoiser(latents, timesteps)
     assert denoiser.compiled_shapes == 1
+
+
+class TinyConvolutions(torch.nn.Module):
+    """A 2-D and a 3-D convolution, frame by frame then across frames, as VideoCrafter's U-Net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.spatial = torch.nn.Conv2d(4, 16, 3, padding=1)
+        self.temporal = torch.nn.Conv3d(16, 4, 3, padding=1)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:  # 'b c f h w'
+        b, c, f, h, w = latents.shape
+        frames = self.spatial(latents.transpose(1, 2).reshape(b * f, c, h, w))
+        return self.temporal(frames.reshape(b, f, -1, h, w).transpose(1, 2))
+
+
+def test_channels_last_changes_the_strides_of_convolution_weights_and_not_the_output() -> None:
+    module = TinyConvolutions().eval()
+    latents = torch.randn(2, 4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        eager = module(latents)
+        denoiser = CompiledDenoiser(module, "on", CPU, backend="aot_eager", channels_last=True)
+        assert denoiser.channels_last_convolutions == 2
+        assert module.spatial.weight.is_contiguous(memory_format=torch.channels_last)
+        assert module.temporal.weight.is_contiguous(memory_format=torch.channels_last_3d)
+        assert not module.temporal.weight.is_contiguous()
+        assert (module(latents) - eager).abs().max().item() < 1e-5
+        assert (denoiser(latents) - eager).abs().max().item() < 1e-5
+    assert use_channels_last(torch.nn.Linear(4, 4)) == 0
+
+
+def test_fp8_swaps_the_linears_of_the_module_it_wraps() -> None:
+    module = TinyDenoiser().eval()
+    assert CompiledDenoiser(module, "off", CPU, fp8=True).float8_linears == 0  # time has 1 input feature; out_proj is not called
+    module.extra = torch.nn.Linear(16, 16)
+    assert CompiledDenoiser(module, "on", CPU, backend="aot_eager", fp8=True).float8_linears == 1
+    assert isinstance(module.extra, Float8Linear)
+    assert CompiledDenoiser(TinyDenoiser(), "off", CPU).float8_linears == 0

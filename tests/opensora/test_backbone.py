@@ -92,3 +92,14 @@ def test_frames_come_out_of_the_api_four_per_latent(opensora_options: dict) -> N
     frames = list(iter_frames(config))
     assert len(frames) == 9
     assert all(frame.shape == (*VIDEO, 3) and frame.dtype == np.uint8 for frame in frames)
+
+
+def test_fp8_and_channels_last_options_reach_the_transformer(opensora_options: dict) -> None:
+    from fifo_core.float8 import Float8Linear
+
+    backbone = load_backbone("opensora-plan-v1.1", {**opensora_options, "fp8": True, "channels_last": True})
+    assert backbone.denoiser.float8_linears == sum(isinstance(layer, Float8Linear) for layer in backbone.transformer.modules()) > 0
+    assert backbone.denoiser.channels_last_convolutions == 1  # the patch embedding
+    config = RunConfig(prompt="a cat", backbone="opensora-plan-v1.1", height=VIDEO[0], width=VIDEO[1], frames=5, seed=0)
+    frames = list(iter_frames(config, backbone=backbone))
+    assert len(frames) == 5  # a NaN or infinite model output would have stopped the run

@@ -82,7 +82,7 @@ def test_a_state_resumed_with_another_backbone_is_refused(saved_run: Path) -> No
 
 
 def test_settings_of_a_resumed_run_may_not_change(saved_run: Path) -> None:
-    with pytest.raises(ConfigError, match="only device, dtype, vae_dtype, threads, compile may change, got rho"):
+    with pytest.raises(ConfigError, match="only device, dtype, vae_dtype, threads, compile, fp8, channels_last may change, got rho"):
         resume(saved_run, backbone_options={"rho": 0.9})
     with pytest.raises(ConfigError, match="has made 8 frames already.*more than 8"):
         resume(saved_run, frames=8)
