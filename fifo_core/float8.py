@@ -88,15 +88,15 @@ class Float8Linear(nn.Module):
         self.weight_fp8, scales = quantize_rows(self.weight.detach())
         self.weight_scale = scales.t().contiguous()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # nn.Linear's name: models call proj_in(input=...)
+        rows = input.reshape(-1, self.in_features)
         x_fp8, x_scale = quantize_rows(rows)
         output = torch._scaled_mm(
             x_fp8.contiguous(), self.weight_fp8.t(), scale_a=x_scale, scale_b=self.weight_scale, out_dtype=torch.bfloat16
-        ).to(x.dtype)
+        ).to(input.dtype)
         if self.bias is not None:
-            output = output + self.bias.to(x.dtype)
-        return output.reshape(*x.shape[:-1], self.out_features)
+            output = output + self.bias.to(input.dtype)
+        return output.reshape(*input.shape[:-1], self.out_features)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Float8Linear:
         super()._apply(fn, *args, **kwargs)

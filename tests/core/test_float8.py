@@ -58,6 +58,15 @@ def test_a_float8_linear_is_within_the_measured_error_of_nn_linear(dtype: torch.
     assert relative_error(output, exact) < FP8_RELATIVE_ERROR
 
 
+def test_it_takes_its_input_by_nn_linears_keyword() -> None:
+    # diffusers' motion modules call proj_in(input=hidden_states)
+    torch.manual_seed(0)
+    linear = nn.Linear(32, 16)
+    x = torch.randn(3, 32)
+    module = Float8Linear.from_linear(linear)
+    assert torch.equal(module(input=x), module(x))
+
+
 def test_an_all_zero_row_gives_the_bias_not_nan() -> None:
     torch.manual_seed(0)
     linear = nn.Linear(32, 16)
