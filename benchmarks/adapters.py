@@ -3,9 +3,10 @@
 Each model is built at its real size (configs written out in :mod:`fifo_diffusers.random_models`,
 nothing downloaded) with random weights -- the compute is the same as with trained weights -- and
 a random prompt encoder (the text encoder runs once per prompt, not per frame). Prints one table:
-family, resolution, f, n, lookahead, queue start, precision, compile mode, frames, seconds per
-output frame in steady state (over whole bursts after the first: decoders that hand out several
-frames at once are timed per burst), over how many frames, seconds to the first frame (warm-up
+family, resolution, f, n, lookahead, queue start, precision, compile mode, frames (at least
+``--frames``: a decoder's last chunk is never cut), seconds per output frame in steady state (over
+whole bursts after the first: decoders that hand out several frames at once are timed per burst),
+over how many frames, seconds to the first frame (warm-up
 and compile included), the compile's share of it, peak memory, and the share of the steady state
 spent denoising (the iterations; the rest is decoding and handing out frames); and the GPU's name.
 
@@ -36,6 +37,7 @@ import torch
 from fifo_core.api import RunConfig, make_sampler
 from fifo_core.backbone import Backbone
 from fifo_core.compiled import CompiledDenoiser, CompileMode
+from fifo_core.decoding import frame_stream
 from fifo_diffusers import random_models
 from fifo_diffusers.common import RandomPromptEncoder, random_fill_
 from fifo_diffusers.defaults import (
@@ -246,9 +248,7 @@ def measure(
     sampler = make_sampler(config, backbone=backbone, on_iteration=lambda event: iterations.append((time.perf_counter(), event.seconds)))
     if start == "continue":
         sampler.init_latents = random_clip_latents(sampler)
-    stamps = []
-    for _ in sampler.frames(frames):
-        stamps.append(time.perf_counter())
+    stamps = whole_chunk_stamps(sampler, frames)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     per_frame, timed = steady_seconds_per_frame(stamps)
@@ -257,11 +257,26 @@ def measure(
     denoising = sum(seconds for end, seconds in iterations if span[0] < end <= span[1])
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {
-        "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed,
+        "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed, "frames": len(stamps),
         "denoise_share": denoising / (span[1] - span[0]) if span[1] > span[0] else float("nan"), "peak_gib": peak, "layout": sampler.layout,
         "compile_s": backbone.denoiser.compile_seconds - compiled_before,
         "start": "continue" if start == "continue" else sampler.settings.start.kind,
     }
+
+
+def whole_chunk_stamps(sampler: Any, frames: int) -> list[float]:
+    """When each frame came out, decoding as :meth:`FifoSampler.frames` does, for at least
+    ``frames`` frames and up to the end of the decoder call that reaches them. A decoder that
+    hands out a chunk of latents at once (LTX-Video: 32 frames) must not be cut inside its last
+    chunk: the chunk's time would be counted over only the frames let through (once measured as
+    four times LTX-Video's true seconds per frame)."""
+    stamps: list[float] = []
+    with frame_stream(sampler.backbone, sampler.settings.overlap_decode) as decoder:
+        for clean in sampler.latents():
+            stamps += [time.perf_counter()] * len(decoder.decode(clean.latent))
+            if len(stamps) >= frames:
+                return stamps
+    return stamps
 
 
 def random_clip_latents(sampler: Any) -> torch.Tensor:
@@ -319,7 +334,7 @@ def main() -> None:
                     row = {
                         "family": family, "width": settings["width"], "height": settings["height"], "window": layout.window,
                         "partitions": layout.partitions, "lookahead": layout.lookahead, "start": result["start"],
-                        "dtype": str(backbone.dtype).removeprefix("torch."), "compile": mode, "frames": frames,
+                        "dtype": str(backbone.dtype).removeprefix("torch."), "compile": mode, "frames": result["frames"],
                         "seconds_per_frame": round(result["per_frame"], 4), "timed_frames": result["timed_frames"],
                         "first_frame_s": round(result["first"], 1), "compile_s": round(result["compile_s"], 1), "peak_gib": round(result["peak_gib"], 2),
                         "denoise_share": round(result["denoise_share"], 3),
@@ -328,7 +343,7 @@ def main() -> None:
                     write_rows(args.json, gpu, rows)
                     print(
                         f"{family:<20} {row['width']:>4}x{row['height']:<4} {layout.window:>3} {layout.partitions:>2} "
-                        f"{'on' if layout.lookahead else 'off':>3} {row['start']:>5} {row['dtype']:>8} {mode:>24} {frames:>6} "
+                        f"{'on' if layout.lookahead else 'off':>3} {row['start']:>5} {row['dtype']:>8} {mode:>24} {row['frames']:>6} "
                         f"{row['seconds_per_frame']:>8.3f} {row['timed_frames']:>5} {row['first_frame_s']:>8.1f} {row['compile_s']:>9.1f} "
                         f"{row['peak_gib']:>8.2f} {row['denoise_share']:>7.0%}",
                         flush=True,

@@ -50,3 +50,17 @@ def test_the_ramp_start_warms_up_for_less_than_the_clip_start() -> None:
     assert ramp["levels"] == clip["levels"] == 64 and ramp["steady_rows"] == 16
     assert ramp["iterations"] == 64 and ramp["rows"] == 576  # windows join the ramp one by one
     assert clip["rows"] == 128 + 48 * 16 + 16  # 64 clip steps of 2 rows, 48 discarded iterations, the first frame's
+
+
+def test_a_chunked_decoder_is_timed_over_its_whole_last_chunk() -> None:
+    # tiny LTX-Video decodes 4 latents (32 frames) at a time; 33 frames once cut the second
+    # chunk after 8 of its 32 frames, and its time was divided by 8
+    import torch
+
+    adapters = _script("adapters")
+    backbone = adapters.build("ltx-video", True, torch.device("cpu"))
+    with torch.inference_mode():
+        result = adapters.measure(backbone, "ltx-video", 33, True, None, lookahead=False, start="continue")
+    assert result["frames"] == 57  # 25 frames in the first chunk, then a whole one of 32
+    assert result["timed_frames"] == 32
+    assert result["start"] == "continue" and 0 < result["denoise_share"] <= 1
