@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args
 
 import torch
 
@@ -58,6 +58,8 @@ FP8_DESCRIPTION = (
     "see docs/performance.md; needs compute capability 8.9+"
 )
 CHANNELS_LAST_DESCRIPTION = "channels-last memory format for the denoiser's convolutions"
+# ``auto``: on CUDA, off elsewhere (the default of backbones where it was measured to pay)
+ChannelsLast = Union[bool, Literal["auto"]]
 
 # inductor's name for each mode
 _INDUCTOR_MODES = {"on": "default", "cuda-graphs": "reduce-overhead", "max-autotune": "max-autotune"}
@@ -137,7 +139,7 @@ class CompiledDenoiser:
     :class:`~fifo_core.float8.Float8Linear` ones over the same Parameters (the state dict is
     unchanged; :func:`~fifo_core.float8.use_float8_linears`, which refuses a GPU below compute
     capability 8.9), ``channels_last`` changes its convolution weights' strides
-    (:func:`use_channels_last`). :attr:`float8_linears` and :attr:`channels_last_convolutions`
+    (:func:`use_channels_last`; ``"auto"``: on a CUDA device only). :attr:`float8_linears` and :attr:`channels_last_convolutions`
     count the layers changed.
     """
 
@@ -149,8 +151,10 @@ class CompiledDenoiser:
         backend: str = "inductor",
         *,
         fp8: bool = False,
-        channels_last: bool = False,
+        channels_last: ChannelsLast = False,
     ) -> None:
+        if channels_last == "auto":
+            channels_last = device.type == "cuda"
         self.module = module
         self.mode = resolve_compile_mode(mode, device)
         self.device = device

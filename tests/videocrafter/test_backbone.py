@@ -167,6 +167,17 @@ def test_fp8_and_channels_last_options_change_the_unet_in_place(tiny_options) ->
     assert error < 0.15
 
 
+def test_channels_last_is_on_by_default_on_cuda_only(tiny_options) -> None:
+    # measured to pay on an H200 (docs/performance.md); on the CPU the default leaves the U-Net as it is
+    from fifo_core.compiled import CompiledDenoiser
+
+    backbone = load_backbone("videocrafter2", tiny_options)
+    assert backbone.denoiser.channels_last_convolutions == 0
+    on_cuda = CompiledDenoiser(backbone.unet, "off", torch.device("cuda"), channels_last="auto")  # the U-Net stays on the CPU
+    assert on_cuda.channels_last_convolutions > 0
+    assert load_backbone("videocrafter2", {**tiny_options, "channels_last": "false"}).denoiser.channels_last_convolutions == 0
+
+
 def test_a_resumed_run_may_switch_fp8_and_channels_last_on(tiny_options, tmp_path: Path) -> None:
     from fifo_core.api import generate, resume
 
