@@ -6,9 +6,8 @@ a random prompt encoder (the text encoder runs once per prompt, not per frame). 
 family, resolution, f, n, lookahead, queue start, precision, compile mode, frames (at least
 ``--frames``: a decoder's last chunk is never cut), seconds per output frame in steady state (over
 whole bursts after the first: decoders that hand out several frames at once are timed per burst),
-over how many frames, seconds to the first frame (warm-up
-and compile included), the compile's share of it, peak memory, and the share of the steady state
-spent denoising (the iterations; the rest is decoding and handing out frames); and the GPU's name.
+over how many frames, seconds to the first frame (warm-up and compile included), the compile's
+share of it, peak memory, and the share of the steady state spent denoising (the iterations; the rest is decoding and handing out frames); and the GPU's name.
 
     python benchmarks/adapters.py                                  # CUDA, real sizes, 100 and 400 frames
     python benchmarks/adapters.py --families videocrafter2 --compile off,cuda-graphs --lookahead both --start ramp --frames 40
@@ -218,14 +217,20 @@ def bursts(stamps: list[float], gap: float = 2e-3) -> list[int]:
     return ends + [len(stamps) - 1] if stamps else []
 
 
-def steady_seconds_per_frame(stamps: list[float]) -> tuple[float, int]:
-    """Seconds per frame over whole bursts after the first: from the end of the first burst to the
-    end of the last, over the frames in between; and how many frames that covers."""
+def steady_span(stamps: list[float]) -> tuple[float, float, int]:
+    """The steady state: from the end of the first burst to the end of the last (times), and the
+    frames in between; (0, 0, 0) with fewer than two bursts."""
     ends = bursts(stamps)
     if len(ends) < 2:
-        return float("nan"), 0
-    frames = ends[-1] - ends[0]
-    return (stamps[ends[-1]] - stamps[ends[0]]) / frames, frames
+        return 0.0, 0.0, 0
+    return stamps[ends[0]], stamps[ends[-1]], ends[-1] - ends[0]
+
+
+def steady_seconds_per_frame(stamps: list[float]) -> tuple[float, int]:
+    """Seconds per frame over whole bursts after the first (:func:`steady_span`), and how many
+    frames that covers."""
+    began, ended, frames = steady_span(stamps)
+    return ((ended - began) / frames, frames) if frames else (float("nan"), 0)
 
 
 def measure(
@@ -233,9 +238,10 @@ def measure(
 ) -> dict[str, Any]:
     """One FIFO run of ``frames`` frames: time to the first frame (the start's warm-up and every
     compile included), steady seconds per frame over whole bursts, peak memory."""
+    continues = start == "continue"  # not a setting: the run continues random latents (module notes)
     config = RunConfig(
         prompt="a benchmark prompt", backbone=family, frames=frames, guidance_scale=guidance, lookahead=lookahead,
-        start=None if start == "continue" else start,
+        start=None if continues else start,
         **(tiny_settings(family) if tiny else {}),
     )
     device = backbone.device
@@ -246,21 +252,20 @@ def measure(
     iterations: list[tuple[float, float]] = []  # (end, seconds) of each iteration: its denoising, decoding aside
     began = time.perf_counter()
     sampler = make_sampler(config, backbone=backbone, on_iteration=lambda event: iterations.append((time.perf_counter(), event.seconds)))
-    if start == "continue":
+    if continues:
         sampler.init_latents = random_clip_latents(sampler)
     stamps = whole_chunk_stamps(sampler, frames)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     per_frame, timed = steady_seconds_per_frame(stamps)
-    ends = bursts(stamps)
-    span = (stamps[ends[0]], stamps[ends[-1]]) if len(ends) > 1 else (0.0, 0.0)
-    denoising = sum(seconds for end, seconds in iterations if span[0] < end <= span[1])
+    span_began, span_ended, _ = steady_span(stamps)
+    denoising = sum(seconds for end, seconds in iterations if span_began < end <= span_ended)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {
         "first": stamps[0] - began, "per_frame": per_frame, "timed_frames": timed, "frames": len(stamps),
-        "denoise_share": denoising / (span[1] - span[0]) if span[1] > span[0] else float("nan"), "peak_gib": peak, "layout": sampler.layout,
+        "denoise_share": denoising / (span_ended - span_began) if span_ended > span_began else float("nan"), "peak_gib": peak, "layout": sampler.layout,
         "compile_s": backbone.denoiser.compile_seconds - compiled_before,
-        "start": "continue" if start == "continue" else sampler.settings.start.kind,
+        "start": "continue" if continues else sampler.settings.start.kind,
     }
 
 
